@@ -1,0 +1,160 @@
+"""Writing results files: ``data/results/<experiment>_<tier>.json`` with provenance.
+
+Every results file holds ``experiment``, ``tier``, ``config``, ``seed``,
+``commit``, ``device``, ``machine``, ``wall_time_s``, ``created`` and the numbers
+under ``results``. Metrics are fractions in [0, 1] keyed by the task names of
+:mod:`spinenet_lite.tasks`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS_DIR_ENV = "SPINENET_RESULTS_DIR"
+
+
+def repo_root() -> Path:
+    """The repository root (the folder holding ``pyproject.toml``) or the cwd."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "pyproject.toml").exists() else Path.cwd()
+
+
+def results_dir() -> Path:
+    """``$SPINENET_RESULTS_DIR`` or ``<repo>/data/results``."""
+    env = os.environ.get(RESULTS_DIR_ENV)
+    return Path(env) if env else repo_root() / "data" / "results"
+
+
+def git_commit() -> str:
+    """The current git commit (with ``-dirty`` if the tree has changes), or ``"unknown"``."""
+    root = repo_root()
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine_description() -> dict[str, Any]:
+    """Processor, core count, Python and torch versions, and the GPU if any."""
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert dataclasses, numpy scalars/arrays, paths and tuples to JSON types."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return to_jsonable(dataclasses.asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def write_results(
+    experiment: str,
+    tier: str,
+    results: dict[str, Any],
+    *,
+    config: Any,
+    seed: int,
+    device: str,
+    wall_time_s: float,
+    out_dir: str | os.PathLike | None = None,
+    markdown: str | None = None,
+) -> Path:
+    """Write ``<out_dir>/<experiment>_<tier>.json`` (and ``.md`` if given).
+
+    Parameters
+    ----------
+    experiment, tier : str
+        File name parts, e.g. ``"table2"`` and ``"teaching"``.
+    results : dict
+        The numbers (fractions in [0, 1] keyed by task name).
+    config : dataclass or dict
+        The full configuration that produced them.
+    seed : int
+        The run's seed.
+    device : str
+        ``"cpu"`` or ``"cuda"``...
+    wall_time_s : float
+        Wall-clock seconds of the run.
+    out_dir : path, optional
+        Defaults to :func:`results_dir`.
+    markdown : str, optional
+        A Markdown table written beside the JSON as ``<experiment>_<tier>.md``.
+
+    Returns
+    -------
+    Path
+        The JSON file written.
+    """
+    out = Path(out_dir) if out_dir is not None else results_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    record = {
+        "experiment": experiment,
+        "tier": tier,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "commit": git_commit(),
+        "seed": int(seed),
+        "device": device,
+        "machine": machine_description(),
+        "wall_time_s": round(float(wall_time_s), 2),
+        "config": to_jsonable(config),
+        "results": to_jsonable(results),
+    }
+    path = out / f"{experiment}_{tier}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(path)
+    if markdown is not None:
+        path.with_suffix(".md").write_text(markdown)
+    return path
+
+
+def read_results(experiment: str, tier: str, out_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Read a results file written by :func:`write_results`."""
+    out = Path(out_dir) if out_dir is not None else results_dir()
+    path = out / f"{experiment}_{tier}.json"
+    if not path.exists():
+        from .errors import InputError
+
+        raise InputError(
+            f"no results file {path}; run `spinenet-lite experiment {experiment} --tier {tier}` first"
+        )
+    return json.loads(path.read_text())

@@ -1,0 +1,34 @@
+"""Results files carry their provenance."""
+
+import json
+
+import numpy as np
+import pytest
+
+from spinenet_lite.errors import InputError
+from spinenet_lite.results import read_results, to_jsonable, write_results
+
+
+def test_write_results_records_provenance(tmp_path):
+    path = write_results(
+        "unit", "ci", {"pfirrmann": np.float32(0.5)}, config={"width": 0.25}, seed=3,
+        device="cpu", wall_time_s=1.234, out_dir=tmp_path, markdown="| a |\n",
+    )
+    assert path == tmp_path / "unit_ci.json"
+    record = json.loads(path.read_text())
+    for key in ("experiment", "tier", "config", "seed", "commit", "device", "machine", "wall_time_s"):
+        assert key in record
+    assert record["results"] == {"pfirrmann": 0.5}
+    assert record["seed"] == 3 and record["wall_time_s"] == 1.23
+    assert (tmp_path / "unit_ci.md").read_text() == "| a |\n"
+    assert read_results("unit", "ci", out_dir=tmp_path)["results"] == {"pfirrmann": 0.5}
+
+
+def test_missing_results_file_says_how_to_make_it(tmp_path):
+    with pytest.raises(InputError, match="spinenet-lite experiment table2 --tier ci"):
+        read_results("table2", "ci", out_dir=tmp_path)
+
+
+def test_to_jsonable_handles_numpy_and_non_finite():
+    out = to_jsonable({"a": np.arange(3), "b": (np.int64(2), float("nan"))})
+    assert out == {"a": [0, 1, 2], "b": [2, None]}
