@@ -1,0 +1,167 @@
+"""Hotspot maps on toy models whose evidence is known, and on a tiny SpineNet."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from spinenet_lite import hotspot_quality as hq
+from spinenet_lite import hotspots as hs
+from spinenet_lite.errors import InputError
+from spinenet_lite.tasks import BINARY_TASKS, TASKS
+
+SHAPE = (9, 112, 224)
+TASK = BINARY_TASKS[0]
+
+
+class _BrightModel(nn.Module):
+    """Class-1 score of every task = sum of relu(x - 0.5)^2: the evidence is wherever x is bright."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(1e-2))
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        s = self.drop(self.scale * (torch.relu(x - 0.5) ** 2).sum(dim=(1, 2, 3)))
+        return {t.name: torch.stack([torch.zeros_like(s), s] + [0 * s] * (t.n_classes - 2), 1) for t in TASKS}
+
+
+class _PatchModel(nn.Module):
+    """Linear: class-1 score = sum of x over a fixed patch; its gradient IS the patch."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("w", weight)
+        self.bias = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        s = (x * self.w).sum(dim=(1, 2, 3)) + self.bias
+        return {t.name: torch.stack([-s] + [s] * (t.n_classes - 1), 1) for t in TASKS}
+
+
+def _lesion_volume(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    vol = (0.15 + 0.15 * rng.random(SHAPE)).astype(np.float32)
+    mask = np.zeros(SHAPE, dtype=bool)
+    mask[2, 40:60, 90:120] = True
+    vol[mask] = 0.9
+    return vol, mask
+
+
+def test_paper_map_follows_the_evidence_back_to_the_original_frame() -> None:
+    vol, mask = _lesion_volume()
+    vol0 = vol.copy()
+    h = hs.hotspots(_BrightModel(), vol, TASK, target=1, n_aug=8, seed=0)
+    assert h.shape == SHAPE and h.dtype == np.float32 and (h >= 0).all()
+    assert hq.pointing_game(h, mask)
+    assert hq.mass_in_mask(h, mask) > 0.8 > 10 * hq.chance(mask)
+    assert hq.map_auc(h, mask) > 0.95
+    # per slice: the lesion's slice carries the map, not a max over slices
+    assert h[2].sum() > 0.8 * h.sum()
+    assert np.array_equal(vol, vol0)
+
+
+def test_plain_gradient_is_the_patch_of_a_linear_model() -> None:
+    w = torch.zeros(SHAPE)
+    w[6, 10:20, 30:50] = 1.0
+    model = _PatchModel(w)
+    model.train()
+    h = hs.hotspots(model, _lesion_volume()[0], TASK, method="gradient")
+    assert np.allclose(h, w.numpy())
+    assert hq.pointing_game(h, w.numpy() > 0)
+    # model state untouched: training flag restored, requires_grad unchanged, no .grad written
+    assert model.training and model.bias.requires_grad and model.bias.grad is None
+
+
+def test_smoothgrad_of_a_linear_model_is_its_gradient() -> None:
+    w = torch.zeros(SHAPE)
+    w[4, 70:80, 150:170] = 2.0
+    h = hs.hotspots(_PatchModel(w), _lesion_volume()[0], TASK, method="smoothgrad", n_aug=4)
+    assert np.allclose(h, w.numpy(), atol=1e-6)
+
+
+def test_default_target_is_the_predicted_class() -> None:
+    w = torch.zeros(SHAPE)
+    w[0, :5, :5] = 1.0
+    model = _PatchModel(w)
+    vol = _lesion_volume()[0]
+    assert hs.predict_classes(model, vol[None], TASK).tolist() == [1]
+    assert np.array_equal(hs.hotspots(model, vol, TASK, method="gradient"),
+                          hs.hotspots(model, vol, TASK, target=1, method="gradient"))
+
+
+def test_same_seed_same_map_other_seed_other_map() -> None:
+    # a fixed patch in the network's (augmented) frame lands elsewhere for other augmentations
+    w = torch.zeros(SHAPE)
+    w[4, 50:60, 100:110] = 1.0
+    vol = _lesion_volume()[0]
+    a = hs.hotspots(_PatchModel(w), vol, TASK, target=1, n_aug=4, seed=1)
+    b = hs.hotspots(_PatchModel(w), vol, TASK, target=1, n_aug=4, seed=1)
+    c = hs.hotspots(_PatchModel(w), vol, TASK, target=1, n_aug=4, seed=2)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_batch_equals_single_disc_calls() -> None:
+    w = torch.zeros(SHAPE)
+    w[3, 50:60, 60:70] = 1.0
+    vols = np.stack([_lesion_volume(s)[0] for s in range(3)])
+    batch = hs.hotspots_batch(_PatchModel(w), vols, TASK, method="gradient", discs_per_batch=2)
+    assert batch.shape == (3, *SHAPE)
+    for i in range(3):
+        assert np.allclose(batch[i], hs.hotspots(_PatchModel(w), vols[i], TASK, method="gradient"))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"task": "nope"}, "unknown task"),
+    ({"method": "occlusion"}, "unknown hotspot method"),
+    ({"target": 7}, "targets must lie"),
+    ({"n_aug": 0}, "n_aug"),
+    ({"volume": np.zeros((3, 112, 224), np.float32)}, "9 slices"),
+    ({"volume": np.full(SHAPE, np.nan, np.float32)}, "NaN"),
+])
+def test_bad_arguments_raise_input_error(kwargs, match) -> None:
+    args = {"model": _BrightModel(), "volume": _lesion_volume()[0], "task": TASK}
+    args.update(kwargs)
+    with pytest.raises(InputError, match=match):
+        hs.hotspots(**args)
+
+
+def test_spinenet_every_method_gives_nonnegative_per_slice_maps() -> None:
+    from spinenet_lite.model import SpineNet
+
+    torch.manual_seed(0)
+    model = SpineNet("conv5", width=0.0625)
+    vol = _lesion_volume()[0]
+    for method in hs.HOTSPOT_METHODS:
+        h = hs.hotspots(model, vol, TASK, method=method, n_aug=2, seed=0)
+        assert h.shape == SHAPE and h.dtype == np.float32 and (h >= 0).all() and np.isfinite(h).all()
+        if method == "gradcam":  # Grad-CAM has no per-slice resolution: repeated over slices
+            assert np.array_equal(h[0], h[8])
+    assert all(p.grad is None for p in model.parameters())
+
+
+class _FakeGeometry:
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+    def to_scan(self, m, scan_shape):
+        out = np.zeros(scan_shape, np.float32)
+        out[:, self.offset:self.offset + m.shape[1], : m.shape[2]] = m[: scan_shape[0]]
+        return out
+
+
+def test_to_scan_overlay_normalises_and_combines_discs() -> None:
+    a = np.zeros(SHAPE, np.float32)
+    a[1, 5, 5] = 4.0
+    b = np.zeros(SHAPE, np.float32)
+    b[1, 5, 5] = 0.5
+    out = hs.to_scan_overlay([a, b], [_FakeGeometry(0), _FakeGeometry(200)], (9, 400, 300))
+    assert out.shape == (9, 400, 300) and out.max() == 1.0
+    assert out[1, 5, 5] == 1.0 and out[1, 205, 5] == 1.0
+    single = hs.to_scan_overlay(a, _FakeGeometry(0), (9, 400, 300), normalise=False)
+    assert single[1, 5, 5] == 4.0
+    with pytest.raises(InputError):
+        hs.to_scan_overlay([a], [], (9, 400, 300))
