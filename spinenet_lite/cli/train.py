@@ -1,0 +1,125 @@
+"""``spinenet-lite train``: train SpineNet at a tier on a disc cache or a synthetic cohort."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..tasks import BRANCH_POINTS, TASK_NAMES
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train`` sub-command."""
+    from ..config import TIER_NAMES
+
+    p = subparsers.add_parser(
+        "train",
+        help="train SpineNet (checkpoints, history, resume)",
+        description="Train SpineNet at a tier. Without --data a synthetic cohort of the tier's size is "
+                    "generated (cached) and split 80:10:10 by patient. The run goes to --out "
+                    "(default data/runs/<tier>_<branch>_s<seed>/): last.pt, best.pt, history.csv/json, "
+                    "config.yaml and summary.json (test per-class accuracy per task).",
+    )
+    p.add_argument("--tier", choices=TIER_NAMES, default="teaching",
+                   help="size of the run (default teaching)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--data", type=Path, metavar="CACHE",
+                     help="disc cache folder written by `spinenet-lite extract-cohort`")
+    src.add_argument("--patients", type=int, metavar="N",
+                     help="number of synthetic patients (default: the tier's)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--max-epochs", type=int, metavar="E")
+    p.add_argument("--width", type=float, metavar="W", help="channel multiplier (1.0 = paper)")
+    p.add_argument("--branch-point", choices=BRANCH_POINTS, metavar="B",
+                   help=f"one of {', '.join(BRANCH_POINTS)}")
+    p.add_argument("--batch-size", type=int, metavar="B")
+    p.add_argument("--lr", type=float, metavar="LR")
+    p.add_argument("--device", metavar="D", help='"auto" (default), "cpu", "cuda"')
+    p.add_argument("--seed", type=int, metavar="S", help="training seed (and patient split)")
+    p.add_argument("--cohort-seed", type=int, default=0, metavar="S",
+                   help="seed of the synthetic cohort (default 0)")
+    p.add_argument("--no-class-balance", action="store_true", help="plain (unweighted) loss")
+    p.add_argument("--no-augment", action="store_true", help="no training augmentation")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def default_run_dir(tier: str, branch_point: str, seed: int) -> Path:
+    """``<repo>/data/runs/<tier>_<branch>_s<seed>``."""
+    from ..results import repo_root
+
+    return repo_root() / "data" / "runs" / f"{tier}_{branch_point}_s{seed}"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler of ``spinenet-lite train``; returns the exit code."""
+    import numpy as np
+
+    from ..cache import load_cache, patient_split
+    from ..config import get_tier
+    from ..results import git_commit, machine_description, to_jsonable
+    from ..train import evaluate_loss_accuracy, train
+
+    if args.patients is not None and args.patients < 1:
+        raise InputError(f"--patients must be a positive number of patients, got {args.patients}")
+    overrides: dict[str, Any] = {
+        "n_patients": args.patients, "max_epochs": args.max_epochs, "width": args.width,
+        "branch_point": args.branch_point, "batch_size": args.batch_size, "lr": args.lr,
+        "device": args.device, "seed": args.seed,
+    }
+    if args.no_class_balance:
+        overrides["class_balance"] = False
+    if args.no_augment:
+        overrides["train_augment"] = False
+    config = get_tier(args.tier, **overrides)
+
+    if args.data is not None:
+        data = load_cache(args.data)
+        source = str(args.data)
+    else:
+        from ..data import synthetic_dataset
+
+        data = synthetic_dataset(config.n_patients, seed=args.cohort_seed)
+        source = f"synthetic:{config.n_patients}:seed{args.cohort_seed}"
+    tr_idx, va_idx, te_idx = patient_split(np.asarray(data.patients), seed=config.seed)
+    if len(tr_idx) == 0:
+        raise InputError(f"{source} has too few patients for a train split; give more (--patients)")
+    train_ds = data.subset(tr_idx)
+    val_ds = data.subset(va_idx) if len(va_idx) else None
+    test_ds = data.subset(te_idx) if len(te_idx) else None
+
+    out = args.out if args.out is not None else default_run_dir(config.tier, config.branch_point, config.seed)
+    result = train(config, train_ds, val_ds, out_dir=out, resume=args.resume, progress=not args.quiet)
+
+    summary: dict[str, Any] = {
+        "tier": config.tier, "data": source, "commit": git_commit(), "device": result.device,
+        "machine": machine_description(), "wall_time_s": round(result.wall_time_s, 2),
+        "best_epoch": result.best_epoch, "epochs": len(result.history),
+        "n_discs": {"train": len(tr_idx), "val": len(va_idx), "test": len(te_idx)},
+        "config": config.to_dict(),
+    }
+    if result.best_epoch and result.history:
+        best = next((r for r in result.history if r["epoch"] == result.best_epoch), result.history[-1])
+        summary["val_per_class_accuracy"] = {t: best.get(f"val_acc_{t}") for t in TASK_NAMES}
+    if test_ds is not None:
+        ev = evaluate_loss_accuracy(result.model, test_ds, batch_size=config.eval_batch_size)
+        summary["test_per_class_accuracy"] = {t: ev[f"acc_{t}"] for t in TASK_NAMES}
+        summary["test_mean_per_class_accuracy"] = ev["mean_acc"]
+    path = Path(out) / "summary.json"
+    tmp = path.with_name(".summary.json.tmp")
+    tmp.write_text(json.dumps(to_jsonable(summary), indent=2) + "\n")
+    os.replace(tmp, path)
+
+    print(f"trained {config.tier} / {config.branch_point} / width {config.width} on {result.device} "
+          f"in {result.wall_time_s:.1f} s ({len(result.history)} epochs, best {result.best_epoch}); "
+          f"run in {out}")
+    if "test_per_class_accuracy" in summary:
+        print("test per-class accuracy (no test-time augmentation):")
+        for t, a in summary["test_per_class_accuracy"].items():
+            print(f"  {t:<16} {a:.3f}")
+    return 0

@@ -1,0 +1,291 @@
+"""Training configurations and the three named tiers every module uses.
+
+A :class:`TrainConfig` is a small frozen dataclass; :data:`TIERS` holds one per tier:
+
+``ci``
+    Seconds on a CPU: a tiny network (width 0.125) on a handful of synthetic patients.
+``teaching``
+    A lite network (width 0.25) that trains on a laptop CPU in well under 30 minutes and
+    clearly beats chance on every task.
+``paper``
+    The paper's network (width 1.0, batch 256) on ~2,000 synthetic patients, on a GPU.
+
+Chapters read the tier from ``SPINENET_TIER`` and call :func:`get_tier` (introduced in
+chapter 04, *Training*).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from .errors import ConfigError
+from .tasks import BRANCH_POINTS
+
+if TYPE_CHECKING:
+    import torch
+
+TIER_NAMES: tuple[str, ...] = ("ci", "teaching", "paper")
+PLATEAU_METRICS: tuple[str, ...] = ("val_loss", "val_mean_acc")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines one training run.
+
+    Attributes
+    ----------
+    tier : str
+        ``"ci"``, ``"teaching"`` or ``"paper"`` (a label: the numbers below decide).
+    seed : int
+        Seed of the run (weights, shuffling, augmentation, dropout, patient split).
+    n_patients : int
+        Synthetic patients to generate when no disc cache is given (6 discs each).
+    width : float
+        Channel / fc-size multiplier of the network (1.0 = the paper's VGG-M).
+    branch_point : str
+        Where the network splits into one branch per task (see ``tasks.BRANCH_POINTS``).
+    dropout : float
+        Dropout probability after fc6 and fc7.
+    batch_size : int
+        Global mini-batch size (split across processes under DDP).
+    eval_batch_size : int
+        Batch size for validation (no gradients, so it can be larger).
+    max_epochs : int
+        Number of epochs.
+    lr, momentum, weight_decay : float
+        SGD hyper-parameters (paper: 1e-3, 0.9, 5e-4).
+    lr_patience : int
+        Epochs without improvement of ``plateau_metric`` before the learning rate drops.
+    lr_factor : float
+        Factor applied to the learning rate on a plateau (paper: divided by 10).
+    min_lr : float
+        Floor of the learning rate.
+    plateau_metric : str
+        ``"val_loss"`` or ``"val_mean_acc"`` (mean over tasks of the per-class accuracy);
+        also decides which epoch is "best". Falls back to the training loss without
+        validation data.
+    class_balance : bool
+        Weight each class by 1 / frequency in the training labels (paper: on).
+    train_augment : bool
+        Random augmentation of every training batch (paper: on).
+    restore_best : bool
+        Return the weights of the best epoch (else those of the last epoch).
+    device : str
+        ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+    num_threads : int or None
+        CPU threads for torch (None: leave torch's default).
+    bf16 : bool
+        bfloat16 autocast on CUDA (ignored on CPU).
+    channels_last : bool
+        Channels-last memory format on CUDA (ignored on CPU).
+    """
+
+    tier: str = "teaching"
+    seed: int = 0
+    n_patients: int = 150
+    width: float = 0.25
+    branch_point: str = "conv5"
+    dropout: float = 0.5
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    max_epochs: int = 30
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_patience: int = 5
+    lr_factor: float = 0.1
+    min_lr: float = 1e-6
+    plateau_metric: str = "val_loss"
+    class_balance: bool = True
+    train_augment: bool = True
+    restore_best: bool = True
+    device: str = "auto"
+    num_threads: int | None = None
+    bf16: bool = True
+    channels_last: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ------------------------------------------------------------------ helpers
+    def validate(self) -> None:
+        """Raise :class:`~spinenet_lite.errors.ConfigError` if any value is invalid."""
+        def bad(name: str, value: Any, want: str) -> ConfigError:
+            return ConfigError(f"TrainConfig.{name}={value!r} is invalid: {want}")
+
+        if self.tier not in TIER_NAMES:
+            raise bad("tier", self.tier, f"use one of {', '.join(TIER_NAMES)}")
+        if self.branch_point not in BRANCH_POINTS:
+            raise bad("branch_point", self.branch_point, f"use one of {', '.join(BRANCH_POINTS)}")
+        if self.plateau_metric not in PLATEAU_METRICS:
+            raise bad("plateau_metric", self.plateau_metric, f"use one of {', '.join(PLATEAU_METRICS)}")
+        for name in ("n_patients", "batch_size", "eval_batch_size", "max_epochs"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise bad(name, v, "give a positive integer")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise bad("seed", self.seed, "give a non-negative integer")
+        if self.lr_patience < 0 or not isinstance(self.lr_patience, int):
+            raise bad("lr_patience", self.lr_patience, "give a non-negative integer")
+        for name in ("width", "lr"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not v > 0 or v != v:
+                raise bad(name, v, "give a positive number")
+        for name in ("momentum", "dropout"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not 0 <= v < 1:
+                raise bad(name, v, "give a number in [0, 1)")
+        if not isinstance(self.lr_factor, (int, float)) or not 0 < self.lr_factor < 1:
+            raise bad("lr_factor", self.lr_factor, "give a number in (0, 1)")
+        for name in ("weight_decay", "min_lr"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not v >= 0:
+                raise bad(name, v, "give a non-negative number")
+        if self.num_threads is not None and (not isinstance(self.num_threads, int) or self.num_threads < 1):
+            raise bad("num_threads", self.num_threads, "give a positive integer or None")
+        if not isinstance(self.device, str) or not (
+            self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")
+        ):
+            raise bad("device", self.device, 'use "auto", "cpu", "cuda" or "cuda:N"')
+        for name in ("class_balance", "train_augment", "restore_best", "bf16", "channels_last"):
+            if not isinstance(getattr(self, name), bool):
+                raise bad(name, getattr(self, name), "give True or False")
+
+    def replace(self, **overrides: Any) -> TrainConfig:
+        """A copy with some fields changed; ``None`` values are ignored (tier defaults kept).
+
+        Raises
+        ------
+        ConfigError
+            On an unknown field name or an invalid value.
+        """
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise ConfigError(
+                f"unknown TrainConfig field(s) {', '.join(unknown)}; "
+                f"the fields are {', '.join(sorted(names))}"
+            )
+        kw = {k: v for k, v in overrides.items() if v is not None}
+        if "width" in kw and isinstance(kw["width"], int):
+            kw["width"] = float(kw["width"])
+        return dataclasses.replace(self, **kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-python dict of every field (YAML / JSON / checkpoint safe)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"a TrainConfig must be a mapping of field -> value, got {type(d).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(
+                f"unknown TrainConfig field(s) {', '.join(unknown)}; "
+                f"the fields are {', '.join(sorted(names))}"
+            )
+        return cls(**d)
+
+    def save_yaml(self, path: str | os.PathLike) -> Path:
+        """Write the config as YAML to ``path``; returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        return path
+
+    @classmethod
+    def load_yaml(cls, path: str | os.PathLike) -> TrainConfig:
+        """Read a config written by :meth:`save_yaml` (or by hand).
+
+        A file may also hold only ``tier: NAME`` plus overrides: missing fields come
+        from that tier.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist; give the path of a YAML file")
+        try:
+            d = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML ({exc}); fix or regenerate it") from None
+        if d is None:
+            d = {}
+        if not isinstance(d, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of field: value")
+        tier = d.get("tier", "teaching")
+        base = get_tier(tier)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(
+                f"config file {path}: unknown field(s) {', '.join(unknown)}; "
+                f"the fields are {', '.join(sorted(names))}"
+            )
+        return dataclasses.replace(base, **d)
+
+
+TIERS: dict[str, TrainConfig] = {
+    # seconds on a 2-core CPU: tiny network, 10 patients (60 discs), 2 epochs
+    "ci": TrainConfig(tier="ci", n_patients=10, width=0.125, batch_size=16, eval_batch_size=64,
+                      max_epochs=2, lr=1e-2, lr_patience=2, num_threads=None),
+    # a laptop CPU in well under 30 minutes: width 0.25 / conv5 trains at ~16 samples/s on ONE
+    # shared core here (benchmarks/results/train_throughput_cpu.json): 720 discs x 30 epochs
+    "teaching": TrainConfig(tier="teaching", n_patients=150, width=0.25, batch_size=32,
+                            eval_batch_size=128, max_epochs=30, lr=1e-2, lr_patience=4),
+    # the paper's network on a GPU, sized for ~10 GPU minutes (~10 GFLOP per training sample;
+    # epochs estimated, not yet measured on a GPU)
+    "paper": TrainConfig(tier="paper", n_patients=2000, width=1.0, batch_size=256, eval_batch_size=512,
+                         max_epochs=200, lr=1e-2, lr_patience=10),
+}
+"""The named tiers; use :func:`get_tier` to get one with overrides."""
+
+
+def get_tier(name: str, **overrides: Any) -> TrainConfig:
+    """The config of tier ``name`` with ``overrides`` applied (``None`` values ignored).
+
+    Parameters
+    ----------
+    name : str
+        ``"ci"``, ``"teaching"`` or ``"paper"``.
+    **overrides
+        Any :class:`TrainConfig` field, e.g. ``max_epochs=3``, ``width=0.5``.
+
+    Raises
+    ------
+    ConfigError
+        Unknown tier, unknown field or invalid value.
+    """
+    if name not in TIERS:
+        raise ConfigError(f"unknown tier {name!r}; use one of {', '.join(TIER_NAMES)}")
+    return TIERS[name].replace(**overrides)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """Turn ``"auto"`` / ``"cpu"`` / ``"cuda[:N]"`` into a :class:`torch.device`.
+
+    ``"auto"`` picks CUDA when available, else CPU. Asking for CUDA on a machine
+    without it raises :class:`ConfigError`.
+    """
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f'unknown device {device!r}; use "auto", "cpu" or "cuda"') from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f'device {device!r} asked for but CUDA is not available; '
+                          'use device="cpu" or "auto"')
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f'device {device!r} asked for but MPS is not available; '
+                          'use device="cpu" or "auto"')
+    return dev
