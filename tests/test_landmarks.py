@@ -1,0 +1,134 @@
+"""Tests of vertebra corners from masks (spinenet_lite.landmarks)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage.draw import polygon2mask
+from test_extract import toy_spine  # tests/ is on sys.path under pytest
+
+from spinenet_lite.errors import InputError, LandmarkError
+from spinenet_lite.extract import extract_discs
+from spinenet_lite.landmarks import (
+    SPIDER_CANAL,
+    SPIDER_DISC,
+    SPIDER_VERTEBRA,
+    corners_from_vertebra_mask,
+    min_area_rect,
+    read_space_study,
+    space_patients,
+)
+from spinenet_lite.tasks import LEVELS, VERTEBRAE
+
+
+def label_mask(corners, shape, canal=True, posterior=True):
+    """A SPIDER-like label mask (76 bodies, 29 discs, 150 canal, posterior blobs)."""
+    n_v, S = corners.shape[:2]
+    m = np.zeros((S, *shape), np.uint8)
+    for s in range(S):
+        for k in range(n_v):
+            q = corners[k, s]
+            if np.isnan(q).any():
+                continue
+            m[s][polygon2mask(shape, q)] = SPIDER_VERTEBRA
+            if posterior:  # a posterior element well behind the canal
+                c = q.mean(0) + np.array([0.0, 40.0])
+                yy, xx = np.ogrid[:shape[0], :shape[1]]
+                m[s][(yy - c[0]) ** 2 + (xx - c[1]) ** 2 < 36] = SPIDER_VERTEBRA
+            if k + 1 < n_v and not np.isnan(corners[k + 1, s]).any():
+                d = np.stack([q[3], q[2], corners[k + 1, s, 1], corners[k + 1, s, 0]])
+                m[s][polygon2mask(shape, d) & (m[s] == 0)] = SPIDER_DISC
+        if canal:
+            post = np.nanmax(corners[:, s, :, 1])
+            m[s][:, int(post) + 5:int(post) + 15] = SPIDER_CANAL
+    return m
+
+
+def _max_corner_error(a, b):
+    ok = ~np.isnan(b).any(axis=(-1, -2))
+    return float(np.abs(a[ok] - b[ok]).max())
+
+
+@pytest.mark.parametrize("tilt", [0.0, 20.0, 35.0])
+def test_corners_recovered_from_label_mask(tilt):
+    scan, truth, _ = toy_spine(np.linspace(0, tilt, 7), n_slices=3, shape=(300, 240))
+    mask = label_mask(truth, scan.shape[1:])
+    corners, names = corners_from_vertebra_mask(mask)
+    assert names == list(VERTEBRAE)
+    assert corners.shape == truth.shape and corners.dtype == np.float32
+    assert not np.isnan(corners).any()
+    assert _max_corner_error(corners, truth) < 2.0  # pixel rasterisation of the boxes
+    discs = extract_discs(scan, corners)
+    assert discs.levels == list(LEVELS)
+
+
+def test_bool_mask_without_posterior_elements():
+    scan, truth, _ = toy_spine(n_slices=2, shape=(300, 240))
+    mask = label_mask(truth, scan.shape[1:], canal=False, posterior=False) == SPIDER_VERTEBRA
+    corners, _ = corners_from_vertebra_mask(mask)
+    assert _max_corner_error(corners, truth) < 2.0
+
+
+def test_posterior_elements_dropped_without_canal_by_disc_contact():
+    scan, truth, _ = toy_spine(n_slices=2, shape=(300, 240))
+    mask = label_mask(truth, scan.shape[1:], canal=False, posterior=True)
+    corners, _ = corners_from_vertebra_mask(mask)
+    assert _max_corner_error(corners, truth) < 2.0
+
+
+def test_fewer_bodies_counted_up_from_s1():
+    scan, truth, _ = toy_spine(n_slices=3, shape=(300, 240))
+    truth[:2] = np.nan  # T12 and L1 out of the field of view
+    mask = label_mask(truth, scan.shape[1:])
+    with pytest.warns(UserWarning, match="only 5 vertebral bodies"):
+        corners, _ = corners_from_vertebra_mask(mask)
+    assert np.isnan(corners[:2]).all()
+    assert _max_corner_error(corners[2:], truth[2:]) < 2.0
+
+
+def test_identity_kept_across_slices():
+    # S1 missing on a lateral slice: the others must keep their names there
+    present = np.ones((7, 5), bool)
+    present[6, 0] = False
+    scan, truth, _ = toy_spine(n_slices=5, present=present, shape=(300, 240))
+    mask = label_mask(truth, scan.shape[1:])
+    corners, _ = corners_from_vertebra_mask(mask)
+    assert np.isnan(corners[6, 0]).all()
+    assert _max_corner_error(corners[:6, 0], truth[:6, 0]) < 2.0
+
+
+def test_empty_and_bad_masks():
+    with pytest.raises(LandmarkError):
+        corners_from_vertebra_mask(np.zeros((2, 50, 50), np.uint8))
+    with pytest.raises(InputError):
+        corners_from_vertebra_mask(np.zeros((2, 2, 50, 50), np.uint8))
+
+
+def test_min_area_rect_square_rotated():
+    a = np.deg2rad(30)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    pts = np.array([[0, 0], [0, 10], [4, 10], [4, 0]], float) @ rot.T
+    centre, axes, half = min_area_rect(pts)
+    assert sorted(half.round(6).tolist()) == [2.0, 5.0]
+    assert np.allclose(centre, pts.mean(0))
+    assert np.allclose(axes @ axes.T, np.eye(2))
+
+
+@pytest.mark.spider
+def test_real_spider_space_study(spider_dir):
+    patients = space_patients(spider_dir)
+    assert "110" in patients
+    scan, mask = read_space_study(spider_dir, "110")
+    assert scan.volume.shape == mask.shape and scan.slice_spacing == 1.0
+    assert scan.pixel_spacing == pytest.approx((0.46875, 0.46875))
+    corners, _ = corners_from_vertebra_mask(mask)
+    mid = scan.n_slices // 2
+    assert not np.isnan(corners[:, mid]).any()
+    rows = corners[:, mid, :, 0].mean(-1)
+    assert (np.diff(rows) > 0).all()  # T12 .. S1 top to bottom
+    discs = extract_discs(scan, corners, resample_slice_mm=4.0)
+    assert discs.levels == list(LEVELS)
+    for g in discs.geometries:
+        assert 30 < g.crop_mm[1] < 120  # mm: a lumbar disc and its bodies
+    with pytest.raises(InputError):
+        read_space_study(spider_dir, "no-such-patient")
