@@ -1,0 +1,34 @@
+"""The synthetic lumbar-spine MRI cohort: sagittal T2 studies with known lesions.
+
+One patient is one 3D sagittal T2 study of T12 to S1 (plus context above and below),
+rendered from a per-patient geometry (:mod:`.anatomy`), true labels correlated with level
+and age (:mod:`.pathology`), two noisy readings of a rater (:mod:`.raters`), lesion
+shapes drawn voxel by voxel (:mod:`.render`) and a varying acquisition
+(:mod:`.acquisition`). Patient ``i`` of cohort ``seed`` depends only on ``(seed, i)``.
+
+Public surface: :class:`PhantomConfig`, :class:`PhantomStudy`, :func:`synth_patient`,
+:func:`patient_labels`, :func:`sample_labels`, :func:`write_cohort`, :func:`read_cohort`,
+:func:`load_patient`, :class:`Cohort`.
+"""
+
+from .cohort import Cohort, load_patient, read_cohort, write_cohort
+from .config import PhantomConfig
+from .pathology import sample_age, sample_labels
+from .raters import read_labels, reading_agreement
+from .study import PhantomStudy, patient_id, patient_labels, synth_patient
+
+__all__ = [
+    "Cohort",
+    "PhantomConfig",
+    "PhantomStudy",
+    "load_patient",
+    "patient_id",
+    "patient_labels",
+    "read_cohort",
+    "read_labels",
+    "reading_agreement",
+    "sample_age",
+    "sample_labels",
+    "synth_patient",
+    "write_cohort",
+]
