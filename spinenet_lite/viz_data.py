@@ -223,7 +223,40 @@ __all__ = [
     "collect_examples",
     "plot_rater_noise",
     "plot_slices",
+    "plot_study_overview",
     "plot_study_vs_real",
     "plot_task_gallery",
     "show_slice",
 ]
+
+
+def plot_study_overview(study, lateral_offset: int = 2) -> Figure:
+    """A phantom study at a glance: mid slice with levels, a lateral slice, and the lesion masks.
+
+    Parameters
+    ----------
+    study : PhantomStudy
+        With ``.scan``, ``.corners`` (7, S, 4, 2) and ``.lesions`` (T, S, H, W).
+    lateral_offset : int
+        How many slices from the middle the second panel is.
+    """
+    scan = study.scan
+    s = mid_slice(scan.volume)
+    lat = min(max(s + lateral_offset, 0), scan.n_slices - 1)
+    fig, axes = plt.subplots(1, 3, figsize=(10, 4.6), constrained_layout=True)
+    show_slice(axes[0], scan.volume[s], scan.pixel_spacing, f"mid-sagittal slice {s + 1}/{scan.n_slices}")
+    _label_levels(axes[0], study.corners[:, s])
+    show_slice(axes[1], scan.volume[lat], scan.pixel_spacing, f"lateral slice {lat + 1}/{scan.n_slices}")
+    show_slice(axes[2], scan.volume[s], scan.pixel_spacing, "known lesion masks (all slices)")
+    colours = plt.get_cmap("tab10")
+    handles = []
+    for col, task in enumerate(TASKS):
+        if not task.is_binary:
+            continue
+        mask = (np.asarray(study.lesions[col]) > 0).any(axis=0)
+        if mask.any():
+            axes[2].contour(mask.astype(float), levels=[0.5], colors=[colours(col)], linewidths=1.0)
+            handles.append(plt.Line2D([], [], color=colours(col), label=task.title))
+    if handles:
+        axes[2].legend(handles=handles, loc="lower left", fontsize=7, framealpha=0.8)
+    return fig
