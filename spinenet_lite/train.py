@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import balanced_accuracy_score
 from torch import nn
 
 from .checkpoint import (
@@ -48,6 +47,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig, resolve_device
 from .errors import ConfigError, InputError
+from .metrics import per_class_accuracy
 from .results import git_commit, to_jsonable
 from .seed import seed_everything
 from .tasks import MISSING, N_CLASSES, TASK_NAMES
@@ -160,28 +160,6 @@ def input_mean(volumes: Any, chunk: int = 256) -> torch.Tensor:
         scale = 255.0 if x.dtype == np.uint8 else 1.0
         total += x.astype(np.float64).sum(axis=(0, 2, 3)) / scale
     return torch.tensor(total / (n * volumes.shape[2] * volumes.shape[3]), dtype=torch.float32)
-
-
-def per_class_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    """Average per-class accuracy (balanced accuracy) ignoring ``MISSING`` labels.
-
-    Parameters
-    ----------
-    y_true, y_pred : ndarray (N,) int
-
-    Returns
-    -------
-    float
-        Mean recall over the classes present in ``y_true``; NaN if no label.
-    """
-    keep = y_true != MISSING
-    if not keep.any():
-        return float("nan")
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return float(balanced_accuracy_score(y_true[keep], y_pred[keep]))
 
 
 def _running_acc(conf: dict[str, np.ndarray]) -> dict[str, float]:
