@@ -13,7 +13,11 @@ Methods of :func:`hotspots` (all return ``(9, H, W)`` float32 maps ``>= 0``):
     The paper's method: ``n_aug`` augmentations from :func:`spinenet_lite.augment.
     sample_transforms` (rotation, shifts, slice shift, scale, intensity, slice flip),
     all through the network in one batch, one backward pass of the summed class scores,
-    ``|gradient|`` per slice, :func:`spinenet_lite.augment.invert_maps`, mean.
+    ``|gradient|`` per slice, :func:`spinenet_lite.augment.invert_maps`, mean over the
+    views in which each voxel was visible. (A plain mean over all views would also average
+    in the zeros of the voxels an augmentation pushed out of view: a model-independent
+    "how often was this voxel seen" envelope, brightest in the centre, that survives the
+    randomisation sanity check. Dividing by the coverage removes it.)
 ``"gradient"``
     Plain ``|gradient|`` on the unaugmented volume (Simonyan et al. 2014, per slice).
 ``"smoothgrad"``
@@ -139,14 +143,20 @@ def _grad_maps(model: Any, x: Any, task: str, targets: Any) -> Any:
 
 def _paper_maps(model: Any, v: Any, task: str, targets: Any, n_aug: int, generator: Any) -> Any:
     """Augmentation-averaged maps for discs ``v (D,9,H,W)``: all D x n_aug views in one batch."""
+    import torch
+
     sample_transforms, apply_transforms, invert_maps = _augment_fns()
     d = v.shape[0]
     t = sample_transforms(d * n_aug, generator=generator, device=v.device)
     xs = v.repeat_interleave(n_aug, dim=0)
     xa = apply_transforms(xs, t, intensity=True)
     g = _grad_maps(model, xa, task, targets.repeat_interleave(n_aug))
-    back = invert_maps(g, t)
-    return back.view(d, n_aug, *back.shape[1:]).mean(dim=1)
+    back = invert_maps(g, t).view(d, n_aug, *g.shape[1:]).sum(dim=1)
+    # How much of each original voxel every view saw (1 inside the view, 0 where the
+    # transform moved it out of the 112 x 224 x 9 window, fractions at the border).
+    seen = invert_maps(torch.ones_like(g), t).view(d, n_aug, *g.shape[1:]).sum(dim=1)
+    # Mean over the views in which the voxel was visible; 0 where it never was.
+    return torch.where(seen > 0.5, back / seen.clamp_min(1e-6), torch.zeros_like(back))
 
 
 def _smoothgrad_maps(model: Any, v: Any, task: str, targets: Any, n_aug: int, seed: int) -> Any:

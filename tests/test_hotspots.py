@@ -165,3 +165,16 @@ def test_to_scan_overlay_normalises_and_combines_discs() -> None:
     assert single[1, 5, 5] == 4.0
     with pytest.raises(InputError):
         hs.to_scan_overlay([a], [], (9, 400, 300))
+
+
+def test_paper_map_has_no_coverage_envelope() -> None:
+    # A model whose gradient is 1 everywhere: every voxel is equal evidence. The averaged map
+    # must stay flat, not fall off towards the slices and borders that augmentations push out
+    # of view (which a plain mean over views, zeros included, would do).
+    model = _PatchModel(torch.ones(SHAPE)).eval()
+    vol = np.full(SHAPE, 0.5, dtype=np.float32)
+    hmap = hs.hotspots(model, vol, TASK, target=1, method="paper", n_aug=16, seed=0)
+    interior = hmap[:, 20:-20, 40:-40]
+    assert interior.min() > 0.9 and interior.max() < 1.1
+    edge_slices = hmap[[0, -1], 20:-20, 40:-40]
+    assert abs(edge_slices.mean() - interior.mean()) < 0.05
