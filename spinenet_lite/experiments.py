@@ -32,10 +32,17 @@ from .tasks import BRANCH_POINTS, PAPER_INTRA_RATER, PAPER_LOOTUS, PAPER_TABLE2,
 
 __all__ = [
     "ABLATIONS",
+    "ALL_EXPERIMENTS",
     "EXPERIMENTS",
+    "EXPERIMENT_TIERS",
+    "SIZING_KEYS",
+    "ChapterResults",
     "Runner",
     "ablations",
+    "chapter_results",
     "lootus",
+    "experiment_config",
+    "experiment_data",
     "mean_std",
     "run_experiment",
     "table2",
@@ -43,6 +50,41 @@ __all__ = [
 
 EXPERIMENTS: tuple[str, ...] = ("table2", "ablations", "lootus")
 """Experiment names accepted by :func:`run_experiment` (and ``"all"``)."""
+
+ALL_EXPERIMENTS: tuple[str, ...] = (*EXPERIMENTS, "hotspot_quality")
+"""Every experiment ``spinenet-lite experiment`` knows (``hotspot_quality`` lives in
+:mod:`spinenet_lite.hotspot_quality`; ``all`` does not include it)."""
+
+EXPERIMENT_TIERS: dict[str, dict[str, Any]] = {
+    # Seconds on a 2-core CPU for the WHOLE sweep (16 models, 16 x 54-view scorings): three
+    # patients (one each for training, validation and test), a tiny network, one epoch.
+    # Meaningless numbers; it checks the plumbing (CI, the chapter's fallback).
+    # Only two test discs are scored per model (``max_eval_discs``), 54 views each.
+    "ci": {"n_patients": 3, "width": 0.0625, "max_epochs": 1, "batch_size": 6, "eval_batch_size": 108,
+           "max_eval_discs": 2},
+    # The whole `experiment all` sweep in ~40 min on the 2-core dev CPU with ONE torch thread
+    # (less with two). 16 models instead of the training tier's one, so a narrower network,
+    # fewer patients and fewer epochs than config.TIERS["teaching"]. Measured (CPU seconds,
+    # one thread, 384 training discs): conv5 6.3 s / epoch (12 epochs: 75 s), "none" 23 s /
+    # epoch; 54-view scoring 0.5 s / disc (conv5), 1.55 s / disc ("none"). Per epoch of all
+    # 16 models ~146 s -> 12 epochs ~29 min, + 16 scorings of 48 discs ~8 min. A conv5 model
+    # at this size beats chance on held-out patients (no TTA, fold 0: Pfirrmann 55 % vs 20 %,
+    # narrowing 49 % vs 25 %, lower endplate 71 %, marrows 65-68 % vs 50 %; upper endplate
+    # at chance). Batch 16 at lr 1e-2 did NOT learn in 12 epochs; batch 32 does.
+    # Patients: the first 80 of the training tier's 150-patient cache when it exists.
+    "teaching": {"n_patients": 80, "width": 0.125, "max_epochs": 12, "batch_size": 32,
+                 "eval_batch_size": 108, "lr": 1e-2, "lr_patience": 3},
+    # The paper tier as in config.TIERS (a GPU).
+    "paper": {},
+}
+"""Per-tier overrides applied on top of :func:`spinenet_lite.config.get_tier` by the
+experiments (the training tiers size ONE model; a sweep trains sixteen). Every key is a
+:class:`~spinenet_lite.config.TrainConfig` field except ``max_eval_discs`` (score only the
+first that many test discs of each model; None: all). Recorded in every results file
+(``config`` and ``results["sizing"]``)."""
+
+SIZING_KEYS: tuple[str, ...] = ("max_eval_discs",)
+"""Keys of :data:`EXPERIMENT_TIERS` that are not TrainConfig fields."""
 
 BASELINE_BRANCH_POINT = "conv5"
 N_FOLDS = 2
@@ -79,9 +121,66 @@ def _default_train(config: Any, train_data: Any, val_data: Any) -> Any:
 
 
 def _default_data(config: Any) -> Any:
-    from .data import synthetic_dataset
+    return experiment_data(config.n_patients, config.seed)
 
-    return synthetic_dataset(config.n_patients, config.seed)
+
+def experiment_data(n_patients: int, seed: int, *, root: Any = None, progress: bool = True) -> Any:
+    """The synthetic data set of ``n_patients`` patients (cohort ``seed``).
+
+    Patient ``i`` of a cohort is identical whatever the cohort's size, so when a disc cache
+    of the same seed with more patients is already on disk (e.g. the training tier's), its
+    first ``n_patients`` patients are used instead of synthesising a new cohort.
+
+    Parameters
+    ----------
+    n_patients : int
+    seed : int
+    root : path, optional
+        Data folder (:func:`spinenet_lite.data.data_root`).
+    progress : bool
+
+    Returns
+    -------
+    DiscDataset
+        ``6 * n_patients`` discs (in memory when cut from a larger cache, else memory-mapped).
+    """
+    import re
+
+    from .cache import load_cache
+    from .data import data_root, dataset_name, synthetic_dataset
+
+    n = int(n_patients)
+    base = data_root(root)
+    if not (base / "cache" / dataset_name(n, seed) / "meta.json").exists():
+        bigger = []
+        for d in (base / "cache").glob(f"syn_s{int(seed)}_n*"):
+            m = re.fullmatch(rf"syn_s{int(seed)}_n(\d+)", d.name)
+            if m and int(m.group(1)) > n and (d / "meta.json").exists():
+                bigger.append((int(m.group(1)), d))
+        if bigger:
+            ds = load_cache(min(bigger)[1])
+            keep = {f"P{i:05d}" for i in range(n)}
+            idx = np.flatnonzero(np.isin(np.asarray(ds.patients).astype(str), sorted(keep)))
+            if len(np.unique(np.asarray(ds.patients)[idx])) == n:
+                return ds.subset(idx)
+    return synthetic_dataset(n, seed, root=root, progress=progress)
+
+
+def experiment_config(tier: str, **overrides: Any) -> Any:
+    """The :class:`~spinenet_lite.config.TrainConfig` of the experiments at ``tier``:
+    ``get_tier(tier)`` with :data:`EXPERIMENT_TIERS` ``[tier]`` and then ``overrides``
+    (``None`` values ignored) applied.
+
+    Raises
+    ------
+    ConfigError
+        Unknown tier or field, invalid value.
+    """
+    from .config import get_tier
+
+    base = get_tier(tier)
+    sized = {k: v for k, v in EXPERIMENT_TIERS.get(tier, {}).items() if k not in SIZING_KEYS}
+    return base.replace(**sized).replace(**overrides)
 
 
 def _label(branch_point: str, overrides: Mapping[str, Any]) -> str:
@@ -105,12 +204,15 @@ class Runner:
         :func:`spinenet_lite.train.train` without progress bars. Tests pass a tiny one.
     log : callable
         Receives one line per trained / scored model (default: ``print``).
+    max_eval_discs : int, optional
+        Score only the first that many discs of each test set (a ``ci`` speed-up); None: all.
     """
 
     config: Any
     data: Any = None
     train_fn: Callable[[Any, Any, Any], Any] | None = None
     log: Callable[[str], None] = print
+    max_eval_discs: int | None = None
     _models: dict[tuple, Any] = field(default_factory=dict, repr=False)
     _evals: dict[tuple, EvalResult] = field(default_factory=dict, repr=False)
     _runs: dict[tuple, dict[str, Any]] = field(default_factory=dict, repr=False)
@@ -162,6 +264,8 @@ class Runner:
         if key not in self._evals:
             model = self.model(branch_point, overrides, fold)
             _, _, te = self.splits()[fold]
+            if self.max_eval_discs is not None:
+                te = te[: max(1, int(self.max_eval_discs))]
             res = evaluate(model, self.data, idx=te, tta=tta, device=self.config.device,
                            batch_size=self.config.eval_batch_size)
             self._evals[key] = res
@@ -348,16 +452,16 @@ def run_experiment(
     dict
         ``{experiment: path of the JSON written}``.
     """
-    from .config import get_tier
     from .results import write_results
 
     names = list(EXPERIMENTS) if name == "all" else [name]
     for n in names:
         if n not in _FUNCS:
             raise ConfigError(f"unknown experiment {name!r}; use one of {', '.join(EXPERIMENTS)} or all")
-    config = get_tier(tier, device=device, seed=seed, **{k: v for k, v in overrides.items() if v is not None})
+    config = experiment_config(tier, device=device, seed=seed, **overrides)
     if runner is None:
-        runner = Runner(config, data=data, train_fn=train_fn, log=log)
+        runner = Runner(config, data=data, train_fn=train_fn, log=log,
+                        max_eval_discs=EXPERIMENT_TIERS.get(tier, {}).get("max_eval_discs"))
     paths: dict[str, Path] = {}
     from .config import resolve_device
 
@@ -369,8 +473,136 @@ def run_experiment(
         results["n_discs"] = int(len(runner.data.patients))
         results["models"] = runner.run_records()
         results["tasks"] = list(TASK_NAMES)
+        results["sizing"] = {"tier_overrides": dict(EXPERIMENT_TIERS.get(tier, {})),
+                             "overrides": {k: v for k, v in overrides.items() if v is not None}}
         paths[n] = write_results(n, tier, results, config=config, seed=seed, device=dev,
                                  wall_time_s=time.perf_counter() - start, out_dir=out_dir,
                                  markdown=f"<!-- {n}, tier {tier}, seed {seed} -->\n\n" + md)
         log(f"wrote {paths[n]}")
     return paths
+
+
+@dataclass
+class ChapterResults:
+    """The results files a chapter shows (see :func:`chapter_results`).
+
+    Attributes
+    ----------
+    records : dict
+        ``{tier: {experiment: record}}`` (records as :func:`spinenet_lite.results.read_results`
+        returns them), for every tier with a full set of files, plus the tier computed here.
+    main_tier : str
+        The tier whose numbers the chapter discusses.
+    computed : str or None
+        The tier computed in this session (its files in a scratch folder), else None.
+    note : str
+        One paragraph for the reader: which tier made which table, what was computed.
+    """
+
+    records: dict[str, dict[str, dict[str, Any]]]
+    main_tier: str
+    computed: str | None
+    note: str
+
+    def results(self, experiment: str, tier: str | None = None) -> dict[str, Any]:
+        """``results`` of one experiment at ``tier`` (default :attr:`main_tier`)."""
+        tier = self.main_tier if tier is None else tier
+        if tier not in self.records:
+            raise ConfigError(f"no results at tier {tier!r}; the tiers here are {', '.join(self.records)}")
+        return self.records[tier][experiment]["results"]
+
+
+def _read_all(tier: str, out_dir: Any) -> dict[str, dict[str, Any]] | None:
+    from .results import read_results, results_dir
+
+    folder = Path(out_dir) if out_dir is not None else results_dir()
+    if not all((folder / f"{n}_{tier}.json").exists() for n in EXPERIMENTS):
+        return None
+    return {n: read_results(n, tier, folder) for n in EXPERIMENTS}
+
+
+def chapter_results(
+    tier: str,
+    *,
+    seed: int = 0,
+    device: str = "auto",
+    run_missing: bool | None = None,
+    out_dir: str | Path | None = None,
+    work_dir: str | Path | None = None,
+    log: Callable[[str], None] = print,
+    **overrides: Any,
+) -> ChapterResults:
+    """The results the evaluation chapter shows: the committed files, computed when missing.
+
+    Reads ``<out_dir>/{table2,ablations,lootus}_<t>.json`` for the ``teaching`` and
+    ``paper`` tiers and for ``tier``. When the files of ``tier`` are absent and
+    ``run_missing`` (default: only for ``tier == "ci"``, a sweep of seconds), runs
+    ``run_experiment("all", tier, ...)`` into ``work_dir`` (default: a new temporary
+    folder, so the repository's results stay as committed). When nothing at all is
+    available, the ``ci`` sweep is computed as a fallback.
+
+    Parameters
+    ----------
+    tier : str
+        The chapter's tier.
+    seed, device
+        Passed to :func:`run_experiment` when computing.
+    run_missing : bool, optional
+        Compute the missing tier (``teaching`` takes ~40 min on a 2-core CPU).
+    out_dir : path, optional
+        Folder of the committed results (default ``data/results``).
+    work_dir : path, optional
+        Where computed results go.
+    log : callable
+        Progress lines of a computed sweep.
+    **overrides
+        TrainConfig fields for a computed sweep (``n_patients``, ``max_epochs``, ``width``;
+        None ignored).
+
+    Returns
+    -------
+    ChapterResults
+    """
+    import tempfile
+
+    from .config import TIER_NAMES
+
+    if tier not in TIER_NAMES:
+        raise ConfigError(f"unknown tier {tier!r}; use one of {', '.join(TIER_NAMES)}")
+    records: dict[str, dict[str, dict[str, Any]]] = {}
+    for t in dict.fromkeys(("teaching", "paper", tier)):
+        rec = _read_all(t, out_dir)
+        if rec is not None:
+            records[t] = rec
+    computed = None
+    notes = []
+    if tier not in records:
+        if run_missing is None:
+            run_missing = tier == "ci"
+        target = tier if run_missing else ("ci" if not records else None)
+        if target is not None:
+            work = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="spinenet_exp_"))
+            run_experiment("all", target, device=device, seed=seed, out_dir=work, log=log, **overrides)
+            records[target] = _read_all(target, work)
+            computed = target
+        if target != tier:
+            notes.append(f"No results files for tier {tier!r} in data/results; run "
+                         f"`spinenet-lite experiment all --tier {tier}` to make them.")
+        if computed:
+            notes.append(f"The {computed!r} tier was computed in this session"
+                         + (" as a stand-in: its numbers only show the plumbing, not the method."
+                            if computed == "ci" else "."))
+    if tier in records and tier != "ci":
+        main = tier
+    else:
+        main = next((t for t in ("teaching", "paper") if t in records), computed or tier)
+    for t, rec in records.items():
+        cfg = rec["table2"].get("config", {})
+        res = rec["table2"]["results"]
+        commit = str(rec["table2"].get("commit", "?"))[:10]
+        src = "computed now" if t == computed else f"data/results/*_{t}.json, commit {commit}"
+        notes.append(f"Tier {t!r} ({src}): {res.get('n_patients', '?')} patients, "
+                     f"width {cfg.get('width', '?')}, {cfg.get('max_epochs', '?')} epochs, "
+                     f"device {rec['table2'].get('device', '?')}.")
+    notes.append(f"The tables below discuss tier {main!r}.")
+    return ChapterResults(records, main, computed, "\n".join(notes))

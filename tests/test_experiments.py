@@ -15,7 +15,7 @@ from spinenet_lite import evaluate as E
 from spinenet_lite import experiments as X
 from spinenet_lite.cache import DiscDataset
 from spinenet_lite.cli import main
-from spinenet_lite.tasks import BRANCH_POINTS, MISSING, N_CLASSES, TASK_NAMES
+from spinenet_lite.tasks import BRANCH_POINTS, MISSING, N_CLASSES, PAPER_TABLE2, TASK_NAMES
 
 T = len(TASK_NAMES)
 
@@ -174,3 +174,160 @@ def test_cli_evaluate(tmp_path):
     assert out.with_suffix(".md").exists()
     rc = main(["evaluate", "--weights", str(tmp_path / "nope.pt"), "--data", str(cache)])
     assert rc == 2
+
+
+# ------------------------------------------------------------------ sizing, data, chapter, CLI
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    """A fake-trained `all` sweep written at tier label "teaching"."""
+    out = tmp_path_factory.mktemp("committed")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(E, "_tta_views", lambda device: (RollViews(torch.tensor([-2, 0, 2])), roll_apply))
+        X.run_experiment("all", "teaching", device="cpu", seed=0, out_dir=out, data=_dataset(),
+                         train_fn=_fake_train([]), log=lambda s: None)
+    return out
+
+
+def test_experiment_config_applies_the_sizing():
+    from spinenet_lite.config import get_tier
+    from spinenet_lite.errors import ConfigError
+
+    cfg = X.experiment_config("teaching")
+    sizing = X.EXPERIMENT_TIERS["teaching"]
+    assert cfg.tier == "teaching" and cfg.width == sizing["width"] and cfg.n_patients == sizing["n_patients"]
+    assert cfg.max_epochs == sizing["max_epochs"] < get_tier("teaching").max_epochs
+    assert X.experiment_config("teaching", max_epochs=2, width=None).max_epochs == 2
+    assert X.experiment_config("teaching", width=None).width == sizing["width"]
+    ci = X.experiment_config("ci")
+    assert ci.n_patients == 3 and not hasattr(ci, "max_eval_discs")
+    assert X.experiment_config("paper") == get_tier("paper")
+    with pytest.raises(ConfigError, match="unknown tier"):
+        X.experiment_config("huge")
+
+
+def test_experiment_data_cuts_from_a_bigger_cache(tmp_path, monkeypatch):
+    from spinenet_lite import data as D
+    from spinenet_lite.cache import write_cache
+
+    ds = _dataset(4, size=(112, 224))
+    write_cache(tmp_path / "cache" / "syn_s0_n4", ds.volumes, ds.labels, true_labels=ds.true_labels,
+                reread_labels=ds.reread_labels, patients=ds.patients, levels=ds.levels)
+
+    def no_synthesis(*a, **k):
+        raise AssertionError("should not synthesise")
+
+    monkeypatch.setattr(D, "synthetic_dataset", no_synthesis)
+    sub = X.experiment_data(2, 0, root=tmp_path)
+    assert len(sub.labels) == 12 and sorted(set(sub.patients)) == ["P00000", "P00001"]
+    np.testing.assert_array_equal(sub.labels, ds.labels[:12])
+    np.testing.assert_array_equal(np.asarray(sub.volumes), ds.volumes[:12])
+    calls = []
+    monkeypatch.setattr(D, "synthetic_dataset", lambda n, seed, **k: calls.append((n, seed)) or "made")
+    assert X.experiment_data(5, 0, root=tmp_path) == "made" and calls == [(5, 0)]  # none bigger
+    assert X.experiment_data(2, 1, root=tmp_path) == "made" and calls[-1] == (2, 1)  # other seed
+
+
+def test_max_eval_discs_and_sizing_recorded(tmp_path, fake_tta):
+    from spinenet_lite.config import get_tier
+
+    runner = X.Runner(get_tier("ci", device="cpu"), data=_dataset(), train_fn=_fake_train([]),
+                      log=lambda s: None, max_eval_discs=2)
+    assert runner.score("conv5", {}, 0, True).n_discs == 2
+    monkey = {"n_patients": None, "max_epochs": 1}
+    X.run_experiment("lootus", "ci", device="cpu", out_dir=tmp_path, data=_dataset(),
+                     train_fn=_fake_train([]), log=lambda s: None, **monkey)
+    rec = json.loads((tmp_path / "lootus_ci.json").read_text())
+    assert rec["results"]["sizing"] == {"tier_overrides": X.EXPERIMENT_TIERS["ci"],
+                                        "overrides": {"max_epochs": 1}}
+    assert rec["config"]["width"] == X.EXPERIMENT_TIERS["ci"]["width"]
+    assert all(f["n_discs"] == 2 for f in rec["results"]["folds"])
+
+
+def test_chapter_results(tmp_path, sweep_dir, monkeypatch, fake_tta):
+    calls: list = []
+    monkeypatch.setattr(X, "_default_data", lambda config: _dataset(3))
+    monkeypatch.setattr(X, "_default_train", _fake_train(calls))
+    quiet = {"log": lambda s: None, "device": "cpu"}
+    # teaching committed: read, nothing trained
+    cr = X.chapter_results("teaching", out_dir=sweep_dir, work_dir=tmp_path / "w0", **quiet)
+    assert cr.main_tier == "teaching" and cr.computed is None and list(cr.records) == ["teaching"]
+    assert not calls and "tier 'teaching'" in cr.note.lower()
+    assert set(cr.results("table2")["branch_points"]) == set(BRANCH_POINTS)
+    # ci requested: computed in the work dir, teaching stays the main tier
+    cr = X.chapter_results("ci", out_dir=sweep_dir, work_dir=tmp_path / "w1", **quiet)
+    assert cr.computed == "ci" and cr.main_tier == "teaching" and set(cr.records) == {"teaching", "ci"}
+    assert (tmp_path / "w1" / "table2_ci.json").exists() and not (sweep_dir / "table2_ci.json").exists()
+    assert calls and "computed in this session" in cr.note
+    # nothing committed, teaching requested: the ci fallback, with a note
+    calls.clear()
+    cr = X.chapter_results("teaching", out_dir=tmp_path / "empty", work_dir=tmp_path / "w2", **quiet)
+    assert cr.computed == "ci" and cr.main_tier == "ci" and calls
+    assert "spinenet-lite experiment all --tier teaching" in cr.note and "stand-in" in cr.note
+    with pytest.raises(Exception, match="no results at tier"):
+        cr.results("table2", "paper")
+
+
+def test_viz_eval_on_results_files(sweep_dir):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from spinenet_lite import viz_eval as V
+    from spinenet_lite.errors import InputError
+    from spinenet_lite.results import read_results
+    from spinenet_lite.tasks import TASKS
+
+    t2 = read_results("table2", "teaching", sweep_dir)["results"]
+    ab = read_results("ablations", "teaching", sweep_dir)["results"]
+    lo = read_results("lootus", "teaching", sweep_dir)["results"]
+    conf = V.summed_confusions(t2["folds"]["conv5"])
+    n_test = sum(f["n_discs"] for f in t2["folds"]["conv5"])
+    for t in TASK_NAMES:
+        m = conf["tasks"][t]["confusion"]
+        assert m.shape == (N_CLASSES[t], N_CLASSES[t]) and m.sum() <= n_test
+    fig = V.plot_confusions(conf)
+    assert len([a for a in fig.axes if a.images]) == T
+    with pytest.raises(InputError):
+        V.summed_confusions([])
+    frame = V.ablation_frame(ab)
+    assert list(frame.columns) == ["Label-noise ceiling", "baseline", "no_train_aug", "no_tta",
+                                   "no_class_balance", "Paper (conv5)"]
+    assert frame.loc[TASKS[0].title, "Paper (conv5)"] == "71.2 ± 0.4"
+    lf = V.lootus_frame(lo)
+    assert lf.loc["pfirrmann_within_1", "paper_previous"] == pytest.approx(87.4)
+    assert lf.loc["narrowing_binary", "paper_spinenet"] == pytest.approx(87.8)
+    assert lf.loc["narrowing_binary", "ours"] == pytest.approx(100 * lo["lootus"]["narrowing_binary"]["mean"])
+    gap = V.gap_frame(t2["branch_points"]["conv5"], t2["references"])
+    # the stand-in oracle predicts the true labels: it sits on the ceiling
+    np.testing.assert_allclose(gap["gap_to_ceiling"], 0, atol=1e-9)
+    assert gap.loc[TASKS[0].title, "paper_intra_rater"] == pytest.approx(70.4)
+    assert len(V.plot_branch_points(t2["branch_points"], t2["references"]["ceiling"]).axes) == 6
+    fd = V.findings_frame(t2, ab)
+    assert len(fd) == 6 and fd["paper"].iloc[0] == pytest.approx(100 * np.mean(
+        [PAPER_TABLE2["conv5"][t][0] - PAPER_TABLE2["none"][t][0] for t in TASK_NAMES]))
+    by = dict(zip(fd.index.str.split(" \\(").str[0], fd.itertuples()))
+    assert by["sharing layers up to conv5 beats no sharing"].ours == pytest.approx(0)  # same oracle
+    assert not by["sharing layers up to conv5 beats no sharing"].reproduced
+    assert by["training augmentation helps"].ours > 0 and by["training augmentation helps"].reproduced
+    assert not by["test-time augmentation helps"].reproduced  # the roll views change nothing
+    assert len(V.findings_frame(t2)) == 3
+    fig = V.plot_ablations(ab)
+    assert len(fig.axes[0].patches) == 3 * T
+    with pytest.raises(InputError):
+        V.plot_ablations({"variants": {}})
+    plt.close("all")
+
+
+def test_cli_experiment_hotspot_quality(tmp_path, monkeypatch):
+    from spinenet_lite import hotspot_quality as HQ
+
+    seen = []
+    monkeypatch.setattr(HQ, "run_hotspot_quality", lambda *a, **k: seen.append((a, k)) or {})
+    rc = main(["experiment", "hotspot_quality", "--tier", "ci", "--device", "cpu", "--seed", "2",
+               "--max-discs", "3", "--out-dir", str(tmp_path)])
+    assert rc == 0
+    assert seen == [(("ci",), {"seed": 2, "device": "cpu", "max_discs": 3, "out_dir": tmp_path})]
+    assert main(["experiment", "hotspot_quality", "--patients", "4"]) == 2
+    assert main(["experiment", "table2", "--max-discs", "4"]) == 2
+    assert len(seen) == 1
