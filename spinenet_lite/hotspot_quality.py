@@ -495,11 +495,13 @@ def run_hotspot_quality(
     *,
     data: Any = None,
     model: Any = None,
+    eval_data: Any = None,
     methods: Sequence[str] = METHODS,
     tasks: Sequence[str] = BINARY_TASKS,
     max_discs: int | None = None,
     n_aug: int | None = None,
     permuted: bool = True,
+    permuted_epochs: int | None = None,
     write: bool = True,
     out_dir: Any = None,
     progress: bool = True,
@@ -524,6 +526,9 @@ def run_hotspot_quality(
         Defaults to :func:`spinenet_lite.data.synthetic_dataset` at the tier's size.
     model : SpineNet, optional
         A trained model; trained here if omitted (then ``data`` is split by patient).
+    eval_data : DiscDataset, optional
+        Held-out discs to score (e.g. another cohort seed: patients the model never saw);
+        default: the test split of ``data``.
     methods, tasks : sequence of str
         Subsets of :data:`METHODS` and the binary tasks.
     max_discs : int, optional
@@ -532,6 +537,9 @@ def run_hotspot_quality(
         Augmentations (paper) / noisy samples (SmoothGrad) per disc.
     permuted : bool
         Train a second model on permuted labels for the sanity check.
+    permuted_epochs : int, optional
+        Epochs of that model (default: a third of the tier's, at least 1: it only has
+        to fit label noise, and it is recorded in the results).
     write : bool
         Write the results file.
 
@@ -573,14 +581,18 @@ def run_hotspot_quality(
         model = train(config, data.subset(train_idx), data.subset(val_idx), progress=progress).model
     model = model.to(dev).eval()
 
-    true = np.asarray(data.true_labels)
-    results: dict[str, Any] = {"methods": {m: {} for m in methods}, "sanity": {}}
+    scored = data if eval_data is None else eval_data
+    scored_idx = test_idx if eval_data is None else np.arange(len(eval_data))
+    true = np.asarray(scored.true_labels)
+    results: dict[str, Any] = {"methods": {m: {} for m in methods}, "sanity": {},
+                               "scored": {"discs": "test split" if eval_data is None else "eval_data",
+                                          "n_candidate_discs": int(len(scored_idx))}}
     chosen: dict[str, np.ndarray] = {}
     rng = np.random.default_rng(seed)
     for t in tasks:
         ti = task_index(t)
-        abnormal = np.asarray([i for i in test_idx if true[i, ti] == 1], dtype=np.int64)
-        nonempty = data.masks(abnormal, t).reshape(len(abnormal), -1).any(axis=1) if abnormal.size else []
+        abnormal = np.asarray([i for i in scored_idx if true[i, ti] == 1], dtype=np.int64)
+        nonempty = scored.masks(abnormal, t).reshape(len(abnormal), -1).any(axis=1) if abnormal.size else []
         cand = abnormal[np.asarray(nonempty, dtype=bool)] if abnormal.size else abnormal
         if cand.size > max_discs:
             cand = np.sort(rng.choice(cand, max_discs, replace=False))
@@ -592,8 +604,8 @@ def run_hotspot_quality(
             if idx.size == 0:
                 results["methods"][m][t] = aggregate([])
                 continue
-            vols = np.stack([data.volume(i) for i in idx])
-            masks = data.masks(idx, t)
+            vols = np.stack([scored.volume(i) for i in idx])
+            masks = scored.masks(idx, t)
             maps = hotspots_batch(model, vols, t, method=m, n_aug=n_aug, seed=seed, device=dev,
                                   progress=progress)
             if m == "paper":
@@ -607,7 +619,7 @@ def run_hotspot_quality(
         idx = chosen[t][:n_s]
         if idx.size == 0:
             continue
-        vols = np.stack([data.volume(i) for i in idx])
+        vols = np.stack([scored.volume(i) for i in idx])
         ref = ref_maps[t][:n_s] if t in ref_maps else None
         fn = partial(_maps_for, n_aug=n_aug, seed=seed, device=dev)
         per_task_rows[t] = cascading_randomization(model, vols, t, fn, reference=ref, seed=seed)
@@ -627,21 +639,24 @@ def run_hotspot_quality(
         prng = np.random.default_rng(seed + 1)
         sub = data.subset(train_idx)  # an in-memory copy: permuting its labels leaves `data` alone
         sub.labels = np.asarray(sub.labels)[prng.permutation(len(sub))]
-        perm_model = train(config, sub, data.subset(val_idx), progress=progress).model.to(dev).eval()
+        perm_epochs = max(1, config.max_epochs // 3) if permuted_epochs is None else int(permuted_epochs)
+        perm_config = config.replace(max_epochs=perm_epochs)
+        perm_model = train(perm_config, sub, data.subset(val_idx), progress=progress).model.to(dev).eval()
         sims = []
         per_task = {}
         for t in per_task_rows:
             idx = chosen[t][:n_s]
-            vols = np.stack([data.volume(i) for i in idx])
+            vols = np.stack([scored.volume(i) for i in idx])
             maps = _maps_for(perm_model, vols, t, n_aug=n_aug, seed=seed, device=dev)
             s = [map_similarity(ref_maps[t][k], maps[k]) for k in range(len(idx))]
-            masks = data.masks(idx, t)
+            masks = scored.masks(idx, t)
             per_task[t] = {"spearman": float(np.mean([x["spearman"] for x in s])),
                            "ssim": float(np.mean([x["ssim"] for x in s])),
                            "pointing_game": score_maps(maps, masks, np.ones(len(idx), dtype=int),
                                                        seed=seed)["pointing_game"]}
             sims += s
         results["sanity"]["permuted_labels"] = {
+            "epochs": perm_epochs,
             "spearman": float(np.mean([x["spearman"] for x in sims])),
             "ssim": float(np.mean([x["ssim"] for x in sims])),
             "per_task": per_task,

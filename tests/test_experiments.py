@@ -327,7 +327,9 @@ def test_cli_experiment_hotspot_quality(tmp_path, monkeypatch):
     rc = main(["experiment", "hotspot_quality", "--tier", "ci", "--device", "cpu", "--seed", "2",
                "--max-discs", "3", "--out-dir", str(tmp_path)])
     assert rc == 0
-    assert seen == [(("ci",), {"seed": 2, "device": "cpu", "max_discs": 3, "out_dir": tmp_path})]
+    assert seen == [(("ci",), {"seed": 2, "device": "cpu", "max_discs": 3, "out_dir": tmp_path,
+                               "model": None, "eval_data": None})]
     assert main(["experiment", "hotspot_quality", "--patients", "4"]) == 2
     assert main(["experiment", "table2", "--max-discs", "4"]) == 2
+    assert main(["experiment", "table2", "--eval-patients", "4"]) == 2
     assert len(seen) == 1

@@ -202,7 +202,8 @@ def test_run_hotspot_quality_shape_and_file(tmp_path) -> None:
     res = hq.run_hotspot_quality("ci", seed=0, device="cpu", data=data, model=SpineNet("conv5", 0.0625),
                                  tasks=BINARY_TASKS[::3], permuted=False, n_aug=2, max_discs=1,
                                  out_dir=tmp_path, progress=False)
-    assert set(res) == {"methods", "sanity"}
+    assert set(res) == {"methods", "sanity", "scored"}
+    assert res["scored"]["discs"] == "test split"
     assert set(res["methods"]) == set(hq.METHODS)
     for per_task in res["methods"].values():
         assert set(per_task) == set(BINARY_TASKS[::3])

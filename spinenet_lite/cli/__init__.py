@@ -23,6 +23,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "evaluate",
     "experiment",
     "predict",
+    "spider",
+    "localise",
 )
 
 

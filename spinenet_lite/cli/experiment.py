@@ -43,6 +43,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--max-discs", type=int, default=None,
                    help="hotspot_quality only: discs scored per task (default: the tier's)")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="hotspot_quality only: a trained checkpoint (e.g. data/runs/teaching_conv5_s0/"
+                        "best.pt) instead of training one; it must come from the same cohort seed and "
+                        "split seed")
+    p.add_argument("--eval-patients", type=int, default=None,
+                   help="hotspot_quality only: score discs of N new patients (cohort seed + 1) that "
+                        "no model saw, instead of the test split")
     p.set_defaults(func=run)
 
 
@@ -62,11 +69,21 @@ def run(args: argparse.Namespace) -> int:
             torch.set_num_threads(args.threads)
         from ..hotspot_quality import run_hotspot_quality
 
+        model = eval_data = None
+        if args.weights is not None:
+            from ..train import load_model
+
+            model = load_model(args.weights)
+        if args.eval_patients is not None:
+            from ..data import synthetic_dataset
+
+            eval_data = synthetic_dataset(args.eval_patients, args.seed + 1)
         run_hotspot_quality(args.tier, seed=args.seed, device=args.device, max_discs=args.max_discs,
-                            out_dir=args.out_dir)
+                            out_dir=args.out_dir, model=model, eval_data=eval_data)
         return 0
-    if args.max_discs is not None:
-        raise ConfigError("--max-discs applies to hotspot_quality only; drop it")
+    for flag in ("max_discs", "weights", "eval_patients"):
+        if getattr(args, flag) is not None:
+            raise ConfigError(f"--{flag.replace('_', '-')} applies to hotspot_quality only; drop it")
     from ..experiments import run_experiment
 
     run_experiment(args.name, args.tier, device=args.device, seed=args.seed, out_dir=args.out_dir,

@@ -1,0 +1,545 @@
+"""Grade one study end to end: load, localise, extract, grade (54-view TTA), explain, report.
+
+:func:`predict` is what ``spinenet-lite predict`` runs. Given a DICOM series (folder or
+file) or a 2D image with its pixel spacing, it
+
+1. loads the scan (:func:`spinenet_lite.dicom_io.load_scan` /
+   :func:`spinenet_lite.image_io.load_image`, which refuse bad input with specific errors,
+   huge series before decoding);
+2. finds the vertebra corners (:func:`spinenet_lite.localise.localise`, or the ``corners``
+   given by the caller, e.g. the phantom's truth);
+3. cuts one ``(9, 112, 224)`` volume per visible disc (:func:`spinenet_lite.extract.extract_discs`);
+4. grades every disc with the 54-view test-time augmentation of the paper
+   (:func:`spinenet_lite.evaluate.predict`) using hash-checked weights
+   (:func:`spinenet_lite.weights.load_grader`);
+5. computes the evidence hotspot (:func:`spinenet_lite.hotspots.hotspots_batch`, the
+   paper's augmentation-averaged saliency) of every *finding*: a binary task predicted
+   abnormal, Pfirrmann grade III or worse, narrowing moderate or worse;
+6. writes ``grades.csv``, ``grades.json``, ``report.html`` (one self-contained file, see
+   :mod:`spinenet_lite.report`) and the figures as PNG files into ``out_dir``.
+
+Nothing under the input path is written to: ``out_dir`` may not lie inside it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, LandmarkError, TooFewDiscsError
+from .scan import Scan
+from .tasks import LEVELS, TASK_NAMES, TASKS, VERTEBRAE, get_task
+
+__all__ = [
+    "DEMO_LABELS",
+    "FINDING_THRESHOLDS",
+    "IMAGE_SUFFIXES",
+    "MIN_VERTEBRAE",
+    "Prediction",
+    "compare_table",
+    "demo_study",
+    "is_finding",
+    "load_input",
+    "predict",
+    "write_grades",
+]
+
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+"""File endings read as 2D images (they need ``spacing_mm``); everything else is DICOM."""
+
+MIN_VERTEBRAE: int = 4
+"""Fewest vertebral bodies (of T12 ... S1) that must be visible. Levels are named by counting
+up from the sacrum, and a study showing three bodies or fewer (two discs) is too little of
+the lumbar spine to name or grade reliably."""
+
+FINDING_THRESHOLDS: dict[str, int] = {
+    "pfirrmann": 2,   # grade III or worse
+    "narrowing": 2,   # moderate or worse
+    **{t.name: 1 for t in TASKS if t.is_binary},  # abnormal
+}
+"""A predicted class ``>=`` this index is a finding and gets a hotspot map."""
+
+HOTSPOT_AUGMENTATIONS: int = 32
+"""Augmentations averaged per hotspot map (the paper's method)."""
+
+
+def is_finding(task: str, label: int) -> bool:
+    """True when class ``label`` of ``task`` is a finding (see :data:`FINDING_THRESHOLDS`)."""
+    get_task(task)
+    return int(label) >= FINDING_THRESHOLDS[task]
+
+
+@dataclass
+class Prediction:
+    """Everything :func:`predict` computed for one study.
+
+    Attributes
+    ----------
+    source : str
+        The input path.
+    scan : Scan
+        The loaded scan, ``volume (S, H, W)`` float32.
+    corners : ndarray, shape (7, S, 4, 2), float32
+        Vertebra corners used (voxel ``(row, col)``, NaN where a body is absent).
+    discs : DiscVolumes
+        The disc volumes ``(D, 9, 112, 224)`` with their geometries, ``D <= 6``.
+    probs : dict of str to ndarray
+        ``{task: (D, C_t) float32}`` TTA-averaged class probabilities.
+    labels : ndarray, shape (D, T), int16
+        Predicted class per disc and task (``TASK_NAMES`` order).
+    maps : dict
+        ``{(level, task): (9, 112, 224) float32}`` hotspot of every finding.
+    weights : dict
+        ``{"name", "path", "sha256"}`` of the grader.
+    localiser : dict or None
+        Same for the localiser; None when corners were given.
+    version : str
+        ``spinenet_lite.__version__``.
+    timings : dict of str to float
+        Wall-clock seconds spent in ``load``, ``localise``, ``extract``, ``tta``, ``hotspots``,
+        ``report``.
+    cpu_timings : dict of str to float
+        CPU seconds of this process (all threads) in the same steps: on a busy machine the
+        better measure of the work done.
+    notes : list of str
+        Warnings for the reader (skipped discs, ...).
+    files : dict of str to Path
+        The files written (``grades_csv``, ``grades_json``, ``report``, ``overview``,
+        ``disc_<level>``).
+    """
+
+    source: str
+    scan: Scan
+    corners: np.ndarray
+    discs: Any
+    probs: dict[str, np.ndarray]
+    labels: np.ndarray
+    maps: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    weights: dict[str, str] = field(default_factory=dict)
+    localiser: dict[str, str] | None = None
+    version: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    cpu_timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def levels(self) -> list[str]:
+        """Levels of the graded discs (a subset of ``LEVELS``, top to bottom)."""
+        return list(self.discs.levels)
+
+    def grade(self, level: str, task: str) -> tuple[str, float] | None:
+        """``(class name, probability)`` of ``task`` at ``level``; None when that disc was not graded."""
+        if level not in self.levels:
+            return None
+        i, t = self.levels.index(level), TASK_NAMES.index(get_task(task).name)
+        c = int(self.labels[i, t])
+        return get_task(task).classes[c], float(self.probs[task][i, c])
+
+    def findings(self) -> list[tuple[str, str]]:
+        """``(level, task)`` of every finding, top to bottom, in ``TASK_NAMES`` order."""
+        return [(lv, t) for i, lv in enumerate(self.levels) for k, t in enumerate(TASK_NAMES)
+                if is_finding(t, int(self.labels[i, k]))]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per level of ``LEVELS`` (ungraded levels have empty grades and a note)."""
+        out = []
+        for level in LEVELS:
+            row: dict[str, Any] = {"level": level, "graded": level in self.levels}
+            for t in TASK_NAMES:
+                g = self.grade(level, t)
+                row[t] = g[0] if g else ""
+                row[f"{t}_prob"] = round(g[1], 4) if g else ""
+            out.append(row)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The content of ``grades.json`` (plain JSON types)."""
+        levels = []
+        for level in LEVELS:
+            entry: dict[str, Any] = {"level": level, "graded": level in self.levels}
+            if level in self.levels:
+                i = self.levels.index(level)
+                entry["tasks"] = {
+                    t: {"class": get_task(t).classes[int(self.labels[i, k])],
+                        "class_index": int(self.labels[i, k]),
+                        "probability": round(float(self.probs[t][i, int(self.labels[i, k])]), 4),
+                        "probabilities": [round(float(p), 4) for p in self.probs[t][i]],
+                        "finding": is_finding(t, int(self.labels[i, k]))}
+                    for k, t in enumerate(TASK_NAMES)}
+            levels.append(entry)
+        return {
+            "source": self.source,
+            "patient_id": self.scan.patient_id,
+            "series_uid": self.scan.series_uid,
+            "scan_shape": list(self.scan.shape),
+            "pixel_spacing_mm": list(self.scan.pixel_spacing),
+            "slice_spacing_mm": self.scan.slice_spacing,
+            "spinenet_lite_version": self.version,
+            "weights": dict(self.weights),
+            "localiser": dict(self.localiser) if self.localiser else "corners given by the caller",
+            "tta_views": 54,
+            "hotspot_method": "paper",
+            "levels": levels,
+            "findings": [{"level": lv, "task": t} for lv, t in self.findings()],
+            "notes": list(self.notes),
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+            "cpu_timings_s": {k: round(v, 3) for k, v in self.cpu_timings.items()},
+        }
+
+
+# ------------------------------------------------------------------------------ steps
+def load_input(path: str | os.PathLike, *, spacing_mm: float | Sequence[float] | None = None,
+               series_uid: str | None = None) -> Scan:
+    """Load a DICOM series (folder or file) or a 2D image (with ``spacing_mm``) as a :class:`Scan`.
+
+    Raises
+    ------
+    InputError
+        (or a subclass) for anything :func:`~spinenet_lite.dicom_io.load_scan` /
+        :func:`~spinenet_lite.image_io.load_image` refuses, for a 2D image without
+        ``spacing_mm``, and for ``spacing_mm`` given with DICOM (DICOM carries its spacing).
+    """
+    from .dicom_io import load_scan
+    from .image_io import load_image
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"the input must be a path to a DICOM folder, DICOM file or image; "
+                         f"got {type(path).__name__}")
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p} does not exist; give a DICOM series folder, a DICOM file or a 2D image")
+    if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+        if spacing_mm is None:
+            raise InputError(f"{p.name} is a 2D image, which carries no pixel size; give it with "
+                             f"--spacing MM (spacing_mm=...), e.g. --spacing 0.6")
+        return load_image(p, spacing_mm)
+    if spacing_mm is not None:
+        raise InputError(f"{p} is DICOM, which records its own pixel spacing; drop --spacing (spacing_mm), "
+                         f"it is only for 2D images ({', '.join(IMAGE_SUFFIXES)})")
+    return load_scan(p, series_uid=series_uid)
+
+
+def _check_corners(corners: Any, scan: Scan) -> np.ndarray:
+    try:
+        c = np.array(corners, dtype=np.float32)  # a copy: the caller's array is never touched
+    except (TypeError, ValueError):
+        raise LandmarkError("corners must be a numeric array of shape (7, S, 4, 2) (vertebrae, slices, "
+                            "corners, row/col)") from None
+    want = (len(VERTEBRAE), scan.n_slices, 4, 2)
+    if c.shape != want:
+        raise LandmarkError(f"corners have shape {c.shape} but this scan needs {want} "
+                            f"(7 vertebrae T12..S1, {scan.n_slices} slices, 4 corners, row/col)")
+    if np.isinf(c).any():
+        raise LandmarkError("corners hold infinite values; use NaN for a body absent from a slice")
+    return c
+
+
+def _check_visible(corners: np.ndarray) -> None:
+    present = ~np.isnan(corners).any(axis=(2, 3))  # (7, S)
+    seen = [VERTEBRAE[j] for j in range(len(VERTEBRAE)) if present[j].any()]
+    if len(seen) < MIN_VERTEBRAE:
+        raise TooFewDiscsError(
+            f"only {len(seen)} vertebral bodies are visible ({', '.join(seen) or 'none'}); grading needs at "
+            f"least {MIN_VERTEBRAE} of T12..S1 to name the levels: give a sagittal series covering the "
+            f"lumbar spine from T12 to the sacrum")
+
+
+def _localise(scan: Scan, localiser: Any, device: Any) -> tuple[np.ndarray, dict[str, str]]:
+    from .weights import verify_weights
+
+    info = verify_weights(localiser, kind="localiser")
+    try:
+        from .localise import localise
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}.localise":
+            raise
+        raise LandmarkError("this version has no localiser (spinenet_lite.localise); pass the vertebra "
+                            "corners yourself (predict(..., corners=...))") from None
+    result = localise(scan, weights=info["path"], device=str(device))
+    return np.asarray(result.corners, dtype=np.float32), info
+
+
+def _resolve_out(out_dir: str | os.PathLike, source: Path) -> Path:
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"the output path {out} exists and is not a folder; give a folder for the report")
+    src = source.resolve()
+    src_dir = src if src.is_dir() else src.parent
+    res = out.resolve()
+    if src.is_dir() and (res == src_dir or src_dir in res.parents):
+        raise InputError(f"the output folder {out} lies inside the input {source}; the input is never "
+                         f"written to: choose an output folder outside it")
+    return out
+
+
+def write_grades(pred: Prediction, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write ``grades.csv`` and ``grades.json`` into ``out_dir``.
+
+    ``grades.csv`` has one row per level ``T12-L1 ... L5-S1`` with columns ``level``,
+    ``graded``, then per task ``<task>`` (class name) and ``<task>_prob``, then
+    ``weights``, ``weights_sha256`` and ``spinenet_lite_version``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, json_path = out / "grades.csv", out / "grades.json"
+    fields = ["level", "graded", *[c for t in TASK_NAMES for c in (t, f"{t}_prob")],
+              "weights", "weights_sha256", "spinenet_lite_version"]
+    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        for row in pred.rows():
+            w.writerow({**row, "weights": pred.weights.get("name", ""),
+                        "weights_sha256": pred.weights.get("sha256", ""),
+                        "spinenet_lite_version": pred.version})
+    json_path.write_text(json.dumps(pred.to_dict(), indent=2), encoding="utf-8")
+    return {"grades_csv": csv_path, "grades_json": json_path}
+
+
+# ------------------------------------------------------------------------------ pipeline
+def predict(
+    path: str | os.PathLike,
+    out_dir: str | os.PathLike | None,
+    *,
+    weights: str | os.PathLike | None = None,
+    localiser: str | os.PathLike | None = None,
+    device: Any = "auto",
+    hotspots: bool = True,
+    spacing_mm: float | Sequence[float] | None = None,
+    series_uid: str | None = None,
+    corners: Any = None,
+    progress: bool | None = True,
+    tta: bool = True,
+    report: bool = True,
+    n_aug: int = HOTSPOT_AUGMENTATIONS,
+    seed: int = 0,
+) -> Prediction:
+    """Grade one study and write its report.
+
+    Parameters
+    ----------
+    path : path
+        A DICOM series folder, a single DICOM file, or a 2D image (PNG/JPEG/TIFF) with
+        ``spacing_mm``. Only read.
+    out_dir : path or None
+        Folder for ``grades.csv``, ``grades.json``, ``report.html`` and the PNG figures
+        (created; must not lie inside ``path``). None: write nothing.
+    weights : str or path, optional
+        Grader: a name of :data:`spinenet_lite.weights.REGISTRY` or a checkpoint path;
+        default ``"spinenet_synthetic"``.
+    localiser : str or path, optional
+        Localiser weights (name or path); default the shipped localiser. Unused with ``corners``.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``.
+    hotspots : bool
+        Compute a hotspot map for every finding.
+    spacing_mm : float or (float, float), optional
+        Pixel spacing of a 2D image input, mm.
+    series_uid : str, optional
+        Series to load when the folder holds several.
+    corners : array_like, shape (7, S, 4, 2), optional
+        Vertebra corners in voxels ``(row, col)`` (NaN where absent); skips localisation.
+    progress : bool or None
+        Progress bars (None: only on a terminal).
+    tta : bool
+        Average over the paper's 54 test views (default); False: the centre view only.
+    report : bool
+        Write ``report.html`` and the PNG figures (``grades.*`` are always written when
+        ``out_dir`` is given).
+    n_aug : int
+        Augmentations per hotspot map.
+    seed : int
+        Seed of the hotspot augmentations.
+
+    Returns
+    -------
+    Prediction
+
+    Raises
+    ------
+    InputError
+        And its subclasses, for unusable input (see :func:`load_input`), corners that do
+        not fit the scan (:class:`LandmarkError`) or fewer than :data:`MIN_VERTEBRAE`
+        visible bodies (:class:`TooFewDiscsError`).
+    WeightsError
+        Missing, corrupt or wrong-kind weights.
+    """
+    from tqdm.auto import tqdm
+
+    from . import __version__
+    from .config import resolve_device
+    from .evaluate import predict as tta_predict
+    from .evaluate import predict_labels
+    from .extract import extract_discs
+    from .hotspots import hotspots_batch
+    from .weights import load_grader
+
+    if int(n_aug) < 1:
+        raise InputError(f"n_aug must be a positive number of augmentations; got {n_aug}")
+    timings: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    clock: list[float] = []
+
+    def start() -> None:
+        clock[:] = [time.perf_counter(), time.process_time()]
+
+    def stop(step: str) -> None:
+        timings[step] = time.perf_counter() - clock[0]
+        cpu[step] = time.process_time() - clock[1]
+
+    source = Path(path) if isinstance(path, (str, os.PathLike)) else None
+    out = _resolve_out(out_dir, source) if (out_dir is not None and source is not None) else None
+    dev = resolve_device(str(device))
+    disable = None if progress is None else not progress
+    steps = tqdm(total=5, desc="predict", unit="step", disable=disable, leave=False)
+
+    start()
+    steps.set_postfix_str("load")
+    scan = load_input(path, spacing_mm=spacing_mm, series_uid=series_uid)
+    stop("load")
+    steps.update()
+
+    # grader first: a missing weights file should fail before the slow steps
+    model, winfo = load_grader(weights, device=dev)
+
+    start()
+    steps.set_postfix_str("localise")
+    if corners is not None:
+        c, linfo = _check_corners(corners, scan), None
+    else:
+        c, linfo = _localise(scan, localiser, dev)
+        c = _check_corners(c, scan)
+    _check_visible(c)
+    stop("localise")
+    steps.update()
+
+    start()
+    steps.set_postfix_str("extract")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        discs = extract_discs(scan, c)
+    notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    if len(discs) == 0:
+        raise TooFewDiscsError("no disc could be cut from this scan (no slice shows two adjacent bodies); "
+                               "give a sagittal lumbar series covering T12 to the sacrum")
+    stop("extract")
+    steps.update()
+
+    start()
+    steps.set_postfix_str("grade (54-view TTA)" if tta else "grade")
+    probs = tta_predict(model, discs.volumes, tta=tta, device=dev, progress=progress)
+    labels = predict_labels(probs)
+    stop("tta")
+    steps.update()
+
+    pred = Prediction(source=str(path), scan=scan, corners=c, discs=discs, probs=probs, labels=labels,
+                      weights=winfo, localiser=linfo, version=__version__, timings=timings,
+                      cpu_timings=cpu, notes=notes)
+
+    start()
+    steps.set_postfix_str("hotspots")
+    if hotspots:
+        found = pred.findings()
+        bar = tqdm(total=len(found), desc="hotspots", unit="map", disable=disable, leave=False)
+        for k, task in enumerate(TASK_NAMES):
+            idx = [i for i, lv in enumerate(pred.levels) if (lv, task) in found]
+            if not idx:
+                continue
+            maps = hotspots_batch(model, discs.volumes[idx], task, targets=labels[idx, k].astype(np.int64),
+                                  method="paper", n_aug=int(n_aug), seed=int(seed), device=dev)
+            for j, i in enumerate(idx):
+                pred.maps[(pred.levels[i], task)] = maps[j]
+            bar.update(len(idx))
+        bar.close()
+    stop("hotspots")
+    steps.update()
+    steps.close()
+
+    if out is not None:
+        start()
+        out.mkdir(parents=True, exist_ok=True)
+        if report:
+            from .report import write_report
+
+            pred.files.update(write_report(pred, out))
+        stop("report")
+        pred.files.update(write_grades(pred, out))
+    return pred
+
+
+# ------------------------------------------------------------------------------ demo
+#: True labels of the demo study, ``(6, T)`` in ``TASK_NAMES`` order (pfirrmann, narrowing,
+#: upper/lower endplate, upper/lower marrow): healthy upper discs, degeneration growing
+#: towards L5-S1 with endplate defects and marrow changes at the two lowest levels.
+DEMO_LABELS = np.array([
+    [0, 0, 0, 0, 0, 0],   # T12-L1  Pfirrmann I
+    [1, 0, 0, 0, 0, 0],   # L1-L2   Pfirrmann II
+    [1, 0, 0, 0, 0, 0],   # L2-L3   Pfirrmann II
+    [2, 1, 0, 0, 0, 0],   # L3-L4   Pfirrmann III, mild narrowing
+    [3, 2, 0, 1, 1, 0],   # L4-L5   Pfirrmann IV, moderate narrowing, lower endplate defect, upper marrow
+    [4, 3, 1, 0, 0, 1],   # L5-S1   Pfirrmann V, severe narrowing, upper endplate defect, lower marrow
+], dtype=np.int64)
+
+
+def demo_study(seed: int = 0) -> Any:
+    """The demo's synthetic study: patient 0 of cohort ``seed`` with :data:`DEMO_LABELS` forced.
+
+    Returns
+    -------
+    PhantomStudy
+        ``labels["true"]`` equals :data:`DEMO_LABELS`; ``corners`` are exact.
+    """
+    from .phantom import synth_patient
+
+    return synth_patient(0, int(seed), true_labels=DEMO_LABELS)
+
+
+def _abbrev(task: str, c: int) -> str:
+    t = get_task(task)
+    return ("abn" if c else "-") if t.is_binary else t.classes[c]
+
+
+def compare_table(pred: Prediction, truth: np.ndarray) -> str:
+    """Text table: per level and task, ``predicted/true`` class (``*`` where they differ).
+
+    Parameters
+    ----------
+    pred : Prediction
+    truth : ndarray, shape (6, T), int
+        True class indices per level of ``LEVELS``.
+
+    Returns
+    -------
+    str
+        The table, then a line with the agreement over the graded discs.
+    """
+    heads = ["Pfirrmann", "narrowing", "up EP", "low EP", "up marrow", "low marrow"]
+    width = [11, 21, 9, 9, 10, 11]
+    lines = ["predicted/true ('*': they differ; '-' normal, 'abn' abnormal)",
+             f"{'level':<8}" + "".join(f"{h:<{w}}" for h, w in zip(heads, width))]
+    agree = total = 0
+    for li, level in enumerate(LEVELS):
+        cells = []
+        for k, t in enumerate(TASK_NAMES):
+            true_c = int(truth[li, k])
+            if level in pred.levels:
+                p = int(pred.labels[pred.levels.index(level), k])
+                agree += p == true_c
+                total += 1
+                cell = f"{_abbrev(t, p)}/{_abbrev(t, true_c)}" + ("" if p == true_c else "*")
+            else:
+                cell = f"?/{_abbrev(t, true_c)}"
+            cells.append(cell)
+        lines.append(f"{level:<8}" + "".join(f"{c:<{w}}" for c, w in zip(cells, width)))
+    if total:
+        lines.append(f"agreement: {agree} of {total} grades ({100.0 * agree / total:.0f} %)")
+    return "\n".join(lines)
