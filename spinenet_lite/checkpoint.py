@@ -167,3 +167,36 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     model.to(map_location)
     model.eval()
     return model
+
+
+def export_weights(src: str | os.PathLike, dst: str | os.PathLike, *, half: bool = True) -> Path:
+    """Write a compact, shippable copy of a training checkpoint.
+
+    Keeps what inference needs (``model`` state, ``model_kwargs``, ``config``,
+    ``input_mean``, ``best_epoch``, ``history``, ``commit``) and drops the optimiser,
+    scheduler and RNG states. With ``half`` the floating-point weights are stored as
+    float16, halving the file; :func:`load_model` (and ``load_state_dict``) cast them
+    back to float32 on load, so a model loaded from the export differs from the
+    original by float16 rounding only.
+
+    Parameters
+    ----------
+    src : path
+        A checkpoint written by :func:`spinenet_lite.train.train` (``best.pt``).
+    dst : path
+        Where to write the export (atomically).
+    half : bool
+        Store floating-point tensors as float16.
+
+    Returns
+    -------
+    Path
+        ``dst``.
+    """
+    state = load_checkpoint(src)
+    keep = ("format", "model_kwargs", "config", "input_mean", "best_epoch", "best_score", "history",
+            "commit", "task_names")
+    out = {k: state[k] for k in keep if k in state}
+    out["model"] = {k: (v.half() if half and v.is_floating_point() else v) for k, v in state["model"].items()}
+    out["exported_from"] = {"epoch": state.get("epoch"), "half": bool(half)}
+    return save_checkpoint(out, dst)

@@ -98,3 +98,28 @@ def test_load_model_restores_weights(tmp_path):
                     tmp_path / "wrong.pt")
     with pytest.raises(WeightsError, match="does not fit"):
         load_model(tmp_path / "wrong.pt")
+
+
+def test_export_weights_is_half_size_and_predicts_the_same(tmp_path):
+    from spinenet_lite.checkpoint import export_weights
+    from spinenet_lite.model import SpineNet
+
+    torch.manual_seed(0)
+    net = SpineNet(branch_point="conv5", width=0.0625, dropout=0.5).eval()
+    net.set_input_mean(np.linspace(0.1, 0.9, 9))
+    full = {"model": net.state_dict(), "epoch": 3, "best_epoch": 2,
+            "model_kwargs": {"branch_point": "conv5", "width": 0.0625, "dropout": 0.5},
+            "optimizer": {"state": {}, "param_groups": []}}
+    save_checkpoint(full, tmp_path / "best.pt")
+    out = export_weights(tmp_path / "best.pt", tmp_path / "ship.pt")
+    state = load_checkpoint(out)
+    assert "optimizer" not in state and state["exported_from"] == {"epoch": 3, "half": True}
+    assert all(v.dtype == torch.float16 for v in state["model"].values() if v.is_floating_point())
+    assert out.stat().st_size < 0.6 * (tmp_path / "best.pt").stat().st_size
+    back = load_model(out)
+    assert all(p.dtype == torch.float32 for p in back.parameters())
+    x = torch.rand(2, 9, 112, 224)
+    with torch.no_grad():
+        a, b = net(x), back(x)
+    for task in a:
+        assert torch.allclose(a[task], b[task], atol=1e-2), task

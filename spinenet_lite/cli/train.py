@@ -13,8 +13,19 @@ from ..tasks import BRANCH_POINTS, TASK_NAMES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``train`` sub-command."""
+    """Add the ``train`` and ``export-weights`` sub-commands."""
     from ..config import TIER_NAMES
+
+    e = subparsers.add_parser(
+        "export-weights",
+        help="write a compact (float16, no optimiser state) copy of a checkpoint for shipping",
+        description="Keep what inference needs from a training checkpoint (best.pt), store the weights "
+                    "as float16, and print the sha256 to record in spinenet_lite/weights.py.",
+    )
+    e.add_argument("checkpoint", type=Path, help="best.pt or last.pt written by `spinenet-lite train`")
+    e.add_argument("out", type=Path, help="the file to write, e.g. data/weights/spinenet_synthetic.pt")
+    e.add_argument("--float32", action="store_true", help="keep float32 weights (twice the size)")
+    e.set_defaults(func=export)
 
     p = subparsers.add_parser(
         "train",
@@ -122,4 +133,15 @@ def run(args: argparse.Namespace) -> int:
         print("test per-class accuracy (no test-time augmentation):")
         for t, a in summary["test_per_class_accuracy"].items():
             print(f"  {t:<16} {a:.3f}")
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    """Handler of ``spinenet-lite export-weights``."""
+    from ..checkpoint import export_weights
+    from ..weights import sha256_file
+
+    path = export_weights(args.checkpoint, args.out, half=not args.float32)
+    size = path.stat().st_size / 2**20
+    print(f"wrote {path} ({size:.1f} MiB), sha256 {sha256_file(path)}")
     return 0
