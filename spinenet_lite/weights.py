@@ -83,9 +83,9 @@ REGISTRY: dict[str, WeightsEntry] = {
             name="spinenet_synthetic",
             filename="spinenet_synthetic.pt",
             kind="grader",
-            sha256=None,  # TODO(lead): the hash of the committed synthetic-cohort grader
-            description="SpineNet, conv5 branching, lite width, trained on the synthetic cohort "
-                        "(spinenet-lite train --tier teaching)",
+            sha256="c4ac373bde73739fc6cdb299b10a1b32e1182b72556be46805d20d9a03e4b6ec",
+            description="SpineNet, conv5 branching, width 0.25, trained on the synthetic cohort "
+                        "(spinenet-lite train --tier teaching --seed 0; export-weights, float16)",
         ),
         WeightsEntry(
             name="spinenet_real",
