@@ -33,3 +33,22 @@ def spider_dir() -> Path:
 def repo_root() -> Path:
     """The repository root."""
     return REPO
+
+
+TINY_GRADER_KW = {"branch_point": "conv5", "width": 0.0625, "dropout": 0.5}
+"""A SpineNet small enough for tests (random weights)."""
+
+
+@pytest.fixture(scope="session")
+def tiny_grader(tmp_path_factory):
+    """``(path, model)``: a randomly initialised tiny SpineNet saved as a checkpoint."""
+    import torch
+
+    from spinenet_lite.checkpoint import save_checkpoint
+    from spinenet_lite.model import SpineNet
+
+    torch.manual_seed(0)
+    model = SpineNet(**TINY_GRADER_KW)
+    path = tmp_path_factory.mktemp("tiny_grader") / "tiny.pt"
+    save_checkpoint({"model": model.state_dict(), "model_kwargs": TINY_GRADER_KW}, path)
+    return path, model

@@ -9,11 +9,9 @@ import zlib
 import numpy as np
 import pydicom
 import pytest
-import torch
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from spinenet_lite.checkpoint import save_checkpoint
 from spinenet_lite.dicom_io import write_dicom_series
 from spinenet_lite.errors import (
     CorruptFileError,
@@ -24,7 +22,6 @@ from spinenet_lite.errors import (
     SpineNetError,
     TooFewDiscsError,
 )
-from spinenet_lite.model import SpineNet
 from spinenet_lite.phantom import PhantomConfig, synth_patient
 from spinenet_lite.predict import predict
 from spinenet_lite.scan import Scan
@@ -34,11 +31,8 @@ KW = {"branch_point": "conv5", "width": 0.0625, "dropout": 0.5}
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "tiny.pt"
-    save_checkpoint({"model": SpineNet(**KW).state_dict(), "model_kwargs": KW}, path)
-    return path
+def tiny(tiny_grader):
+    return tiny_grader[0]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import torch
 from PIL import Image
 
 from spinenet_lite import __version__
-from spinenet_lite.checkpoint import save_checkpoint
 from spinenet_lite.cli import main
 from spinenet_lite.dicom_io import write_dicom_series
 from spinenet_lite.errors import InputError, LandmarkError, SpineNetError
@@ -34,11 +33,8 @@ KW = {"branch_point": "conv5", "width": 0.0625, "dropout": 0.5}
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "tiny.pt"
-    save_checkpoint({"model": SpineNet(**KW).state_dict(), "model_kwargs": KW}, path)
-    return path
+def tiny(tiny_grader):
+    return tiny_grader[0]
 
 
 @pytest.fixture(scope="module")

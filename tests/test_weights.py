@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from spinenet_lite import weights as W
-from spinenet_lite.checkpoint import save_checkpoint
 from spinenet_lite.errors import WeightsError
 from spinenet_lite.model import SpineNet
 
@@ -16,12 +15,8 @@ KW = {"branch_point": "conv5", "width": 0.0625, "dropout": 0.5}
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    torch.manual_seed(0)
-    m = SpineNet(**KW)
-    path = tmp_path_factory.mktemp("w") / "tiny.pt"
-    save_checkpoint({"model": m.state_dict(), "model_kwargs": KW}, path)
-    return path, m
+def tiny(tiny_grader):
+    return tiny_grader
 
 
 def _sha(path) -> str:
