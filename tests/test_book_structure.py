@@ -18,11 +18,11 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from sphinx_external_toc.parsing import parse_toc_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 BOOK = REPO / "book"
 CONFIG = yaml.safe_load((REPO / "_config.yml").read_text())
-TOC = yaml.safe_load((REPO / "_toc.yml").read_text())
 CHAPTERS = sorted(BOOK.glob("[0-9][0-9]_*.ipynb"))
 PAGES = sorted(BOOK.glob("*.md"))
 
@@ -46,19 +46,8 @@ CITE = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
 
 
 def toc_files() -> list[str]:
-    """Every ``file`` entry of ``_toc.yml`` (root first), without suffix."""
-    files = [TOC["root"]]
-
-    def walk(items):
-        for item in items or []:
-            if "file" in item:
-                files.append(item["file"])
-            walk(item.get("sections"))
-
-    walk(TOC.get("chapters"))
-    for part in TOC.get("parts", []):
-        walk(part.get("chapters"))
-    return files
+    """Every document of ``_toc.yml`` (root first), without suffix."""
+    return list(parse_toc_yaml(REPO / "_toc.yml"))
 
 
 def markdown_of(path: Path) -> str:

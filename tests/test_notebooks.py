@@ -13,28 +13,16 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from sphinx_external_toc.parsing import parse_toc_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 CI_PARAMS = yaml.safe_load((REPO / "book" / "params" / "ci.yaml").read_text())
 
 
 def toc_chapters() -> list[Path]:
-    """Notebook chapters in the order of ``_toc.yml``."""
-    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
-    entries = [toc["root"]]
-
-    def walk(items):
-        for item in items or []:
-            if "file" in item:
-                entries.append(item["file"])
-            walk(item.get("sections"))
-            for part in item.get("parts", []):
-                walk(part.get("chapters"))
-
-    walk(toc.get("chapters"))
-    for part in toc.get("parts", []):
-        walk(part.get("chapters"))
-    return [REPO / f"{e}.ipynb" for e in entries if (REPO / f"{e}.ipynb").exists()]
+    """Notebook chapters in the order of ``_toc.yml`` (parsed by Jupyter Book's own toc parser)."""
+    docs = parse_toc_yaml(REPO / "_toc.yml")
+    return [REPO / f"{d}.ipynb" for d in docs if (REPO / f"{d}.ipynb").exists()]
 
 
 CHAPTERS = toc_chapters()

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import yaml
+from sphinx_external_toc.parsing import parse_toc_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("SPINENET_SITE_DIR", REPO / "_build" / "html")).resolve().parent
@@ -34,19 +34,8 @@ MARKER = "# NBVAL_CHECK_OUTPUT"
 
 def toc_notebooks() -> list[Path]:
     """The chapters the book builds: notebooks listed in ``_toc.yml``."""
-    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
-    entries = [toc["root"]]
-
-    def walk(items):
-        for item in items or []:
-            if "file" in item:
-                entries.append(item["file"])
-            walk(item.get("sections"))
-
-    walk(toc.get("chapters"))
-    for part in toc.get("parts", []):
-        walk(part.get("chapters"))
-    return [REPO / f"{e}.ipynb" for e in entries if (REPO / f"{e}.ipynb").exists()]
+    docs = parse_toc_yaml(REPO / "_toc.yml")
+    return [REPO / f"{d}.ipynb" for d in docs if (REPO / f"{d}.ipynb").exists()]
 
 
 CHAPTERS = toc_notebooks()

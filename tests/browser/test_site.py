@@ -32,8 +32,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import yaml
 from chromium_cdp import Chromium, find_chromium
+from sphinx_external_toc.parsing import parse_toc_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SITE = Path(os.environ.get("SPINENET_SITE_DIR", REPO / "_build" / "html")).resolve()
@@ -53,19 +53,8 @@ KNOWN_THEME_ERRORS = (
 
 
 def toc_entries() -> list[str]:
-    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
-    entries = [toc["root"]]
-
-    def walk(items):
-        for item in items or []:
-            if "file" in item:
-                entries.append(item["file"])
-            walk(item.get("sections"))
-
-    walk(toc.get("chapters"))
-    for part in toc.get("parts", []):
-        walk(part.get("chapters"))
-    return entries
+    """Every document of ``_toc.yml`` (root first), without suffix."""
+    return list(parse_toc_yaml(REPO / "_toc.yml"))
 
 
 def _skip_or_fail(reason: str) -> None:
