@@ -12,8 +12,8 @@ accuracy, about as well as the paper's intra-rater figures (checked in the tests
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import balanced_accuracy_score
 
+from ..metrics import intra_rater_agreement
 from ..tasks import MISSING, N_CLASSES, TASK_NAMES
 from .config import PhantomConfig
 
@@ -67,11 +67,7 @@ def reading_agreement(first: np.ndarray, second: np.ndarray) -> dict[str, float]
     Returns
     -------
     dict of str to float
-        ``sklearn.metrics.balanced_accuracy_score(first, second)`` per task name.
+        ``sklearn.metrics.balanced_accuracy_score(first, second)`` per task name
+        (:func:`spinenet_lite.metrics.intra_rater_agreement`).
     """
-    first, second = np.asarray(first), np.asarray(second)
-    out = {}
-    for t, name in enumerate(TASK_NAMES):
-        keep = (first[:, t] != MISSING) & (second[:, t] != MISSING)
-        out[name] = float(balanced_accuracy_score(first[keep, t], second[keep, t]))
-    return out
+    return intra_rater_agreement(first, second)
