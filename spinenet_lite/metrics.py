@@ -10,6 +10,7 @@ Introduced in the book's chapter 5 (evaluation).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -80,7 +81,9 @@ def confusion(y_true: Any, y_pred: Any, n_classes: int) -> np.ndarray:
     t, p = _pair(y_true, y_pred, n_classes)
     if t.size == 0:
         return np.zeros((n_classes, n_classes), np.int64)
-    return confusion_matrix(t, p, labels=np.arange(n_classes)).astype(np.int64)
+    with warnings.catch_warnings():  # scikit-learn warns on a single label even when `labels` is given
+        warnings.filterwarnings("ignore", message="A single label was found", category=UserWarning)
+        return confusion_matrix(t, p, labels=np.arange(n_classes)).astype(np.int64)
 
 
 def per_class_recall(y_true: Any, y_pred: Any, n_classes: int) -> np.ndarray:

@@ -34,8 +34,17 @@ def results_dir() -> Path:
     return Path(env) if env else repo_root() / "data" / "results"
 
 
+COMMIT_ENV = "SPINENET_GIT_COMMIT"
+"""Environment variable naming the commit of a copy of the repository without ``.git``
+(e.g. a working tree sent to a GPU machine); used only when git cannot answer."""
+
+
 def git_commit() -> str:
-    """The current git commit (with ``-dirty`` if the tree has changes), or ``"unknown"``."""
+    """The current git commit (with ``-dirty`` if the tree has changes).
+
+    Where git cannot answer (no ``.git``, no git), ``$SPINENET_GIT_COMMIT`` if set, else
+    ``"unknown"``.
+    """
     root = repo_root()
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
@@ -44,7 +53,7 @@ def git_commit() -> str:
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return os.environ.get(COMMIT_ENV) or "unknown"
 
 
 def machine_description() -> dict[str, Any]:

@@ -18,7 +18,8 @@ def seed_everything(seed: int, deterministic: bool = True) -> np.random.Generato
     deterministic : bool
         If true, ``torch.use_deterministic_algorithms(True, warn_only=True)`` and
         cuDNN benchmarking off, so the same seed on the same CPU gives the same
-        numbers.
+        numbers. If false, both switched the other way (cuDNN picks its fastest
+        kernels: GPU runs that need speed more than bitwise repeatability).
 
     Returns
     -------
@@ -36,8 +37,7 @@ def seed_everything(seed: int, deterministic: bool = True) -> np.random.Generato
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
     return np.random.default_rng(seed)

@@ -162,6 +162,24 @@ def input_mean(volumes: Any, chunk: int = 256) -> torch.Tensor:
     return torch.tensor(total / (n * volumes.shape[2] * volumes.shape[3]), dtype=torch.float32)
 
 
+def _count_confusion(flat: dict[str, torch.Tensor], logits: dict[str, torch.Tensor], y: torch.Tensor) -> None:
+    """Add one batch to running confusion counts kept on the device, without a host sync.
+
+    ``flat[task]`` is ``(C * C + 1,)`` int64: cell ``true * C + predicted``, and a last
+    cell that collects the discs without a label (``MISSING``).
+    """
+    for j, t in enumerate(TASK_NAMES):
+        c = N_CLASSES[t]
+        yt = y[:, j]
+        cell = torch.where(yt != MISSING, yt * c + logits[t].detach().argmax(1), c * c)
+        flat[t].index_add_(0, cell, torch.ones_like(cell))
+
+
+def _confusion_matrices(flat: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """``{task: (C, C) int64}`` from the counts of :func:`_count_confusion`."""
+    return {t: v[:-1].cpu().numpy().reshape(N_CLASSES[t], N_CLASSES[t]) for t, v in flat.items()}
+
+
 def _running_acc(conf: dict[str, np.ndarray]) -> dict[str, float]:
     """Per-class accuracy per task from running confusion counts ``conf[task] (C, C)``."""
     out = {}
@@ -394,7 +412,7 @@ def train(
     use_cl = cuda and config.channels_last
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
-    seed_everything(config.seed + rank)
+    seed_everything(config.seed + rank, deterministic=config.deterministic)
     out = Path(out_dir) if out_dir is not None else None
     is_main = rank == 0
     if out is not None and is_main:
@@ -507,10 +525,15 @@ def train(
         else:
             order = torch.randperm(n, generator=shuffle_gen).numpy()
         batches = [order[s:s + per_rank_batch] for s in range(0, len(order), per_rank_batch)]
-        conf = {t: np.zeros((N_CLASSES[t], N_CLASSES[t]), dtype=np.int64) for t in TASK_NAMES}
-        loss_sum, seen = 0.0, 0
+        # running confusion counts and loss stay on the device: no host sync per step (the
+        # progress bar's postfix, when shown, is the only per-step read-back)
+        conf_dev = {t: torch.zeros(N_CLASSES[t] ** 2 + 1, dtype=torch.int64, device=device)
+                    for t in TASK_NAMES}
+        loss_dev = torch.zeros((), dtype=torch.float64, device=device)
+        seen = 0
+        show = progress and is_main
         inner = tqdm(batches, desc=f"epoch {epoch + 1}/{config.max_epochs}", unit="batch", leave=False,
-                     disable=not (progress and is_main))
+                     disable=not show)
         for idx in inner:
             x = _to_float(_gather(volumes, idx), device)
             y = torch.from_numpy(labels[idx]).to(device)
@@ -525,24 +548,25 @@ def train(
             total, _ = multitask_loss(logits, y, class_weights=cw_dev)
             if world > 1:  # every head in the graph, even if a batch has no label for a task
                 total = total + 0.0 * sum(v.sum() for v in logits.values())
-            if not torch.isfinite(total):
+            if not cuda and not torch.isfinite(total):  # on CUDA: checked once per epoch below
                 raise ConfigError(f"the training loss became {float(total.detach())} at epoch {epoch + 1}; "
                                   f"lower the learning rate (config.lr={config.lr})")
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
-            loss_sum += float(total.detach()) * len(idx)
+            loss_dev += total.detach().double() * len(idx)
             seen += len(idx)
-            yc = y.cpu().numpy()
-            for j, t in enumerate(TASK_NAMES):
-                pred = logits[t].detach().argmax(1).cpu().numpy()
-                keep = yc[:, j] != MISSING
-                np.add.at(conf[t], (yc[keep, j], pred[keep]), 1)
-            run_acc = _nanmean(list(_running_acc(conf).values()))
-            inner.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{run_acc:.3f}")
+            _count_confusion(conf_dev, logits, y)
+            if show:
+                run_acc = _nanmean(list(_running_acc(_confusion_matrices(conf_dev)).values()))
+                inner.set_postfix(loss=f"{float(loss_dev) / seen:.3f}", acc=f"{run_acc:.3f}")
         inner.close()
 
-        train_acc = _running_acc(conf)
+        loss_sum = float(loss_dev)
+        if not math.isfinite(loss_sum):
+            raise ConfigError(f"the training loss became {loss_sum} at epoch {epoch + 1}; "
+                              f"lower the learning rate (config.lr={config.lr})")
+        train_acc = _running_acc(_confusion_matrices(conf_dev))
         rec: dict[str, Any] = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                                "train_loss": loss_sum / max(seen, 1)}
         if world > 1:

@@ -200,7 +200,9 @@ def test_experiment_config_applies_the_sizing():
     assert X.experiment_config("teaching", width=None).width == sizing["width"]
     ci = X.experiment_config("ci")
     assert ci.n_patients == 3 and not hasattr(ci, "max_eval_discs")
-    assert X.experiment_config("paper") == get_tier("paper")
+    paper = X.experiment_config("paper")
+    assert paper.width == get_tier("paper").width == 1.0  # the paper's network, sized for a short GPU run
+    assert paper == get_tier("paper").replace(**X.EXPERIMENT_TIERS["paper"])
     with pytest.raises(ConfigError, match="unknown tier"):
         X.experiment_config("huge")
 

@@ -32,3 +32,13 @@ def test_missing_results_file_says_how_to_make_it(tmp_path):
 def test_to_jsonable_handles_numpy_and_non_finite():
     out = to_jsonable({"a": np.arange(3), "b": (np.int64(2), float("nan"))})
     assert out == {"a": [0, 1, 2], "b": [2, None]}
+
+
+def test_git_commit_falls_back_to_the_environment_outside_a_repository(tmp_path, monkeypatch):
+    import spinenet_lite.results as results
+
+    monkeypatch.setattr(results, "repo_root", lambda: tmp_path)  # a folder git knows nothing of
+    monkeypatch.delenv(results.COMMIT_ENV, raising=False)
+    assert results.git_commit() == "unknown"
+    monkeypatch.setenv(results.COMMIT_ENV, "abc123")
+    assert results.git_commit() == "abc123"
