@@ -60,15 +60,23 @@ N_VIEWS = 54
 FORWARD_SHARE = 1 / 3  # a forward pass costs about a third of a training step
 
 
-def sweep_models() -> list[str]:
-    """Branch point of every model ``experiment all`` trains (16: Table 2 and two ablations)."""
+def sweep_models(experiment: str) -> list[str]:
+    """Branch point of every model ``experiment`` trains (``all``: 16, Table 2 and two
+    ablations; ``convergence`` or ``lootus``: the two conv5 baselines)."""
+    baseline = [BASELINE_BRANCH_POINT] * N_FOLDS
+    if experiment in ("convergence", "lootus"):
+        return baseline
     trained_ablations = [v for v, (over, _) in ABLATIONS.items() if over]  # no_tta re-scores the baseline
-    return [bp for bp in BRANCH_POINTS for _ in range(N_FOLDS)] + [BASELINE_BRANCH_POINT] * (
-        N_FOLDS * len(trained_ablations)
+    ablation_models = baseline * len(trained_ablations)
+    if experiment == "ablations":
+        return baseline + ablation_models
+    return [bp for bp in BRANCH_POINTS for _ in range(N_FOLDS)] + (
+        ablation_models if experiment == "all" else []
     )
 
 
 def plan_epochs(
+    models: list[str],
     rates: dict[str, float],
     n_train: int,
     n_val: int,
@@ -83,6 +91,8 @@ def plan_epochs(
 
     Parameters
     ----------
+    models : list of str
+        Branch point of every model to train (:func:`sweep_models`).
     rates : dict
         Training samples per second per branch point (measured).
     n_train, n_val, n_test : int
@@ -102,7 +112,6 @@ def plan_epochs(
     plan : dict
         ``epoch_s`` and ``score_s`` per branch point, totals.
     """
-    models = sweep_models()
     epoch_s = {bp: step_overhead * n_train / r + n_val / (r / FORWARD_SHARE) for bp, r in rates.items()}
     score_s = {bp: n_test * N_VIEWS / (r / FORWARD_SHARE) for bp, r in rates.items()}
     fixed = sum(score_s[bp] + model_overhead_s for bp in models)
@@ -121,12 +130,32 @@ def plan_epochs(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True, help="folder for every file written")
+    p.add_argument(
+        "--experiment",
+        default="all",
+        choices=("all", "table2", "ablations", "lootus", "convergence"),
+        help="what to run (default all: table2, ablations, lootus)",
+    )
+    p.add_argument(
+        "--extra-batches",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also measure the throughput at these batch sizes (not used for planning)",
+    )
     p.add_argument("--patients", type=int, default=1200, help="synthetic patients (default 1200)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--budget-s", type=float, default=470.0, help="wall-clock seconds for everything")
     p.add_argument("--device", default="cuda")
     p.add_argument("--width", type=float, default=None, help="network width (default: the tier's, 1.0)")
     p.add_argument("--batch", type=int, default=None, help="training batch (default: the tier's)")
+    p.add_argument(
+        "--step-overhead",
+        type=float,
+        default=1.5,
+        help="factor on the benchmark's step time for a real epoch (default 1.5; measured 1.2-1.6 "
+        "on an H200)",
+    )
     p.add_argument("--min-epochs", type=int, default=3)
     p.add_argument("--max-epochs", type=int, default=60)
     p.add_argument(
@@ -187,17 +216,21 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. training throughput of every branch point, on the GPU meanwhile
     cuda = device.type == "cuda"
+    models = sweep_models(args.experiment)
+    needed = [bp for bp in BRANCH_POINTS if bp in models]
     bench = throughput_run(
-        device,
-        [config.width],
-        list(BRANCH_POINTS),
-        config.batch_size,
-        iters=10 if cuda else 1,
-        warmup=3 if cuda else 1,
+        device, [config.width], needed, config.batch_size, iters=10 if cuda else 1, warmup=3 if cuda else 1
     )
+    for batch in args.extra_batches:
+        more = throughput_run(
+            device, [config.width], needed, batch, iters=10 if cuda else 1, warmup=3 if cuda else 1
+        )
+        bench["results"] += more["results"]
     bench["note"] = f"measured while {args.workers} processes synthesised the cohort on the CPUs"
     (out / f"train_throughput_{device.type}.json").write_text(json.dumps(bench, indent=2) + "\n")
-    rates = {r["branch_point"]: r["samples_per_s"] for r in bench["results"]}
+    rates = {
+        r["branch_point"]: r["samples_per_s"] for r in bench["results"] if r["batch"] == config.batch_size
+    }
     session["throughput_samples_per_s"] = rates
     session["timings_s"]["throughput"] = round(time.perf_counter() - t0, 1)
     log("throughput (samples/s): " + ", ".join(f"{bp} {r:.0f}" for bp, r in rates.items()))
@@ -218,20 +251,21 @@ def main(argv: list[str] | None = None) -> int:
     t_build = time.perf_counter()
     from spinenet_lite.train import build_model
 
-    build_model(config.replace(branch_point="none")).to(device)
+    build_model(config.replace(branch_point=models[0])).to(device)  # the first (for `all` the largest) model
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
     overhead = 2 * (time.perf_counter() - t_build) + len(tr) * 9 * 112 * 224 / 1e9  # build + ~1 GB/s copies
     left = deadline - time.perf_counter() - 15  # writing, a margin
     epochs, plan = plan_epochs(
+        models,
         rates,
         len(tr),
         len(va),
         len(te),
         left,
         overhead,
-        step_overhead=1.3,
+        step_overhead=args.step_overhead,
         min_epochs=args.min_epochs,
         max_epochs=args.max_epochs,
     )
@@ -273,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(config.replace(max_epochs=epochs), data=data, train_fn=train_fn, log=log)
     t_sweep = time.perf_counter()
     paths = run_experiment(
-        "all",
+        args.experiment,
         "paper",
         device=args.device,
         seed=args.seed,

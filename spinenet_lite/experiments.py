@@ -40,6 +40,7 @@ __all__ = [
     "Runner",
     "ablations",
     "chapter_results",
+    "convergence",
     "lootus",
     "experiment_config",
     "experiment_data",
@@ -51,9 +52,14 @@ __all__ = [
 EXPERIMENTS: tuple[str, ...] = ("table2", "ablations", "lootus")
 """Experiment names accepted by :func:`run_experiment` (and ``"all"``)."""
 
-ALL_EXPERIMENTS: tuple[str, ...] = (*EXPERIMENTS, "hotspot_quality")
-"""Every experiment ``spinenet-lite experiment`` knows (``hotspot_quality`` lives in
-:mod:`spinenet_lite.hotspot_quality`; ``all`` does not include it)."""
+ALL_EXPERIMENTS: tuple[str, ...] = (*EXPERIMENTS, "convergence", "hotspot_quality")
+"""Every experiment ``spinenet-lite experiment`` knows. ``all`` runs :data:`EXPERIMENTS`;
+``convergence`` (the conv5 baseline trained for as long as the tier allows, with its
+learning curves) and ``hotspot_quality`` (in :mod:`spinenet_lite.hotspot_quality`) run
+on their own."""
+
+CURVE_KEYS: tuple[str, ...] = ("epoch", "lr", "train_loss", "val_loss", "val_mean_acc")
+"""Per-epoch values of every trained model kept in the results files (``models[i]["curve"]``)."""
 
 EXPERIMENT_TIERS: dict[str, dict[str, Any]] = {
     # Seconds on a 2-core CPU for the WHOLE sweep (16 models, 16 x 54-view scorings): three
@@ -261,6 +267,8 @@ class Runner:
             self._runs[key] = {"branch_point": branch_point, "overrides": dict(overrides), "fold": fold,
                                "seed": cfg.seed, "best_epoch": getattr(result, "best_epoch", None),
                                "epochs_run": len(getattr(result, "history", None) or []) or None,
+                               "curve": [{k: rec.get(k) for k in CURVE_KEYS}
+                                         for rec in getattr(result, "history", None) or []],
                                "train_time_s": round(wall, 2)}
             self.log(f"trained {_label(branch_point, overrides)} fold {fold} in {wall:.1f} s")
         return self._models[key]
@@ -415,8 +423,39 @@ def lootus(runner: Runner) -> tuple[dict[str, Any], str]:
     return results, md
 
 
+def convergence(runner: Runner) -> tuple[dict[str, Any], str]:
+    """The conv5 baseline (both folds) with its learning curves: how close to the label-noise
+    ceiling the method gets when it trains for ``runner.config.max_epochs`` epochs.
+
+    Returns
+    -------
+    results : dict
+        ``{"per_class_accuracy": {task: {"mean", "std"}}, "lootus": {...}, "references":
+        {...}, "curves": [[{epoch, lr, train_loss, val_loss, val_mean_acc}, ...] per fold],
+        "gap_to_ceiling": {task: ceiling mean - accuracy mean}, "folds": [...]}``.
+    markdown : str
+    """
+    rs = runner.folds(BASELINE_BRANCH_POINT)
+    acc = _summary(rs)
+    refs = _references(rs)
+    ceiling = refs["ceiling"] or {}
+    gap = {t: ceiling[t]["mean"] - acc[t]["mean"] for t in acc if t in ceiling}
+    runs = sorted((r for r in runner.run_records()
+                   if r["branch_point"] == BASELINE_BRANCH_POINT and not r["overrides"]),
+                  key=lambda r: r["fold"])
+    results = {"per_class_accuracy": acc,
+               "lootus": {k: mean_std([r.lootus[k] for r in rs]) for k in PAPER_LOOTUS},
+               "references": refs, "curves": [r["curve"] for r in runs],
+               "gap_to_ceiling": gap, "folds": [_fold_record(r, k) for k, r in enumerate(rs)]}
+    epochs = ", ".join(str(r["epochs_run"]) for r in runs)
+    md = (f"## conv5 trained longer ({epochs} epochs): average per-class accuracy (%), mean ± std over "
+          "two models\n\n"
+          + _task_table({"conv5": acc, "Label-noise ceiling": ceiling, "Paper (conv5)": refs["paper_conv5"]}))
+    return results, md
+
+
 _FUNCS: dict[str, Callable[[Runner], tuple[dict[str, Any], str]]] = {
-    "table2": table2, "ablations": ablations, "lootus": lootus,
+    "table2": table2, "ablations": ablations, "lootus": lootus, "convergence": convergence,
 }
 
 
@@ -438,7 +477,8 @@ def run_experiment(
     Parameters
     ----------
     name : str
-        ``"table2"``, ``"ablations"``, ``"lootus"`` or ``"all"``.
+        ``"table2"``, ``"ablations"``, ``"lootus"``, ``"convergence"`` or ``"all"`` (the
+        first three).
     tier : str
         ``"ci"``, ``"teaching"`` or ``"paper"`` (see :mod:`spinenet_lite.config`).
     device : str
@@ -464,7 +504,7 @@ def run_experiment(
     names = list(EXPERIMENTS) if name == "all" else [name]
     for n in names:
         if n not in _FUNCS:
-            raise ConfigError(f"unknown experiment {name!r}; use one of {', '.join(EXPERIMENTS)} or all")
+            raise ConfigError(f"unknown experiment {name!r}; use one of {', '.join(_FUNCS)} or all")
     config = experiment_config(tier, device=device, seed=seed, **overrides)
     if runner is None:
         runner = Runner(config, data=data, train_fn=train_fn, log=log,

@@ -35,16 +35,18 @@ def results_dir() -> Path:
 
 
 COMMIT_ENV = "SPINENET_GIT_COMMIT"
-"""Environment variable naming the commit of a copy of the repository without ``.git``
-(e.g. a working tree sent to a GPU machine); used only when git cannot answer."""
+"""Environment variable naming the commit of a copy of the repository (e.g. a working
+tree sent to a GPU machine, whose ``.git`` may be missing or stale); overrides git."""
 
 
 def git_commit() -> str:
     """The current git commit (with ``-dirty`` if the tree has changes).
 
-    Where git cannot answer (no ``.git``, no git), ``$SPINENET_GIT_COMMIT`` if set, else
-    ``"unknown"``.
+    ``$SPINENET_GIT_COMMIT`` when set (a copy of the tree whose own ``.git``, if any, may
+    be stale); else git's answer; else ``"unknown"``.
     """
+    if os.environ.get(COMMIT_ENV):
+        return os.environ[COMMIT_ENV]
     root = repo_root()
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,

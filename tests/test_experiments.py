@@ -125,6 +125,27 @@ def test_all_experiments_share_models_and_write_results(tmp_path, fake_tta):
     assert any("wrote" in line for line in lines)
 
 
+def test_convergence_keeps_the_curves_and_the_gap_to_the_ceiling(tmp_path, fake_tta):
+    from spinenet_lite.results import read_results
+
+    def train_fn(config, train_data, val_data):
+        history = [{"epoch": e, "lr": 0.01, "train_loss": 2.0 / e, "val_loss": 2.5 / e, "val_mean_acc": 0.1 * e,
+                    "val_acc_pfirrmann": 0.2} for e in (1, 2, 3)]
+        return SimpleNamespace(model=OracleModel(), best_epoch=3, history=history)
+
+    paths = X.run_experiment("convergence", "ci", device="cpu", out_dir=tmp_path, data=_dataset(),
+                             train_fn=train_fn, log=lambda s: None)
+    assert set(paths) == {"convergence"}
+    rec = read_results("convergence", "ci", tmp_path)["results"]
+    assert len(rec["curves"]) == 2 and [r["epoch"] for r in rec["curves"][0]] == [1, 2, 3]
+    assert set(rec["curves"][0][0]) == set(X.CURVE_KEYS)  # per-task values are not kept
+    assert rec["curves"][1][2]["val_mean_acc"] == pytest.approx(0.3)
+    for t in TASK_NAMES:  # the oracle scores exactly the ceiling
+        assert rec["gap_to_ceiling"][t] == pytest.approx(0.0, abs=1e-12)
+    assert [m["epochs_run"] for m in rec["models"]] == [3, 3]
+    assert "3, 3 epochs" in (tmp_path / "convergence_ci.md").read_text()
+
+
 def test_experiment_errors_and_mean_std(tmp_path):
     from spinenet_lite.errors import ConfigError
 
