@@ -556,7 +556,18 @@ class ChapterResults:
         tier = self.main_tier if tier is None else tier
         if tier not in self.records:
             raise ConfigError(f"no results at tier {tier!r}; the tiers here are {', '.join(self.records)}")
+        if experiment not in self.records[tier]:
+            raise ConfigError(f"no {experiment!r} results at tier {tier!r}; make them with "
+                              f"`spinenet-lite experiment {experiment} --tier {tier}`")
         return self.records[tier][experiment]["results"]
+
+    def has(self, experiment: str, tier: str | None = None) -> bool:
+        """Whether ``experiment`` has results at ``tier`` (default :attr:`main_tier`)."""
+        return experiment in self.records.get(self.main_tier if tier is None else tier, {})
+
+
+OPTIONAL_CHAPTER_EXPERIMENTS: tuple[str, ...] = ("convergence",)
+"""Read by :func:`chapter_results` beside :data:`EXPERIMENTS` when their files exist."""
 
 
 def _read_all(tier: str, out_dir: Any) -> dict[str, dict[str, Any]] | None:
@@ -565,7 +576,9 @@ def _read_all(tier: str, out_dir: Any) -> dict[str, dict[str, Any]] | None:
     folder = Path(out_dir) if out_dir is not None else results_dir()
     if not all((folder / f"{n}_{tier}.json").exists() for n in EXPERIMENTS):
         return None
-    return {n: read_results(n, tier, folder) for n in EXPERIMENTS}
+    optional = [n for n in OPTIONAL_CHAPTER_EXPERIMENTS if (folder / f"{n}_{tier}.json").exists()]
+    names = [*EXPERIMENTS, *optional]
+    return {n: read_results(n, tier, folder) for n in names}
 
 
 def chapter_results(
@@ -581,8 +594,11 @@ def chapter_results(
 ) -> ChapterResults:
     """The results the evaluation chapter shows: the committed files, computed when missing.
 
-    Reads ``<out_dir>/{table2,ablations,lootus}_<t>.json`` for the ``teaching`` and
-    ``paper`` tiers and for ``tier``. When the files of ``tier`` are absent and
+    Reads ``<out_dir>/{table2,ablations,lootus}_<t>.json`` (and ``convergence_<t>.json``
+    when present) for the ``teaching`` and ``paper`` tiers and for ``tier``. The chapter
+    discusses (:attr:`ChapterResults.main_tier`) a tier computed here other than ``ci``,
+    else the largest committed tier (``paper``, then ``teaching``). When the files of
+    ``tier`` are absent and
     ``run_missing`` (default: only for ``tier == "ci"``, a sweep of seconds), runs
     ``run_experiment("all", tier, ...)`` into ``work_dir`` (default: a new temporary
     folder, so the repository's results stay as committed). When nothing at all is
@@ -639,10 +655,10 @@ def chapter_results(
             notes.append(f"The {computed!r} tier was computed in this session"
                          + (" as a stand-in: its numbers only show the plumbing, not the method."
                             if computed == "ci" else "."))
-    if tier in records and tier != "ci":
-        main = tier
-    else:
-        main = next((t for t in ("teaching", "paper") if t in records), computed or tier)
+    if computed is not None and computed != "ci":
+        main = computed
+    else:  # the largest committed tier: the paper's network when its files exist
+        main = next((t for t in ("paper", "teaching") if t in records), computed or tier)
     for t, rec in records.items():
         cfg = rec["table2"].get("config", {})
         res = rec["table2"]["results"]

@@ -25,6 +25,7 @@ __all__ = [
     "plot_ablations",
     "plot_branch_points",
     "plot_confusions",
+    "plot_learning_curves",
     "summed_confusions",
     "table2_frame",
 ]
@@ -408,3 +409,47 @@ def findings_frame(table2: Mapping[str, Any], ablations: Mapping[str, Any] | Non
                                    np.where(reach, frame["ours"] > -2.0, same_sign))
     frame["reproduced"] = frame["reproduced"].astype(bool)
     return frame
+
+
+def plot_learning_curves(curves: Any, *, title: str = "conv5 learning curves"):
+    """Validation loss and mean per-class accuracy per epoch, one line per model.
+
+    Parameters
+    ----------
+    curves : list of list of dict
+        One list per model of per-epoch records with ``epoch``, ``val_loss`` and
+        ``val_mean_acc`` (``results["curves"]`` of a ``convergence`` results file, or the
+        ``curve`` of a record in ``results["models"]``).
+    title : str
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two panels: validation loss, validation mean per-class accuracy (%); a marker
+        where the learning rate dropped.
+    """
+    import matplotlib.pyplot as plt
+
+    curves = [list(c) for c in curves or [] if c]
+    if not curves:
+        raise InputError("plot_learning_curves needs at least one non-empty curve (a convergence results "
+                         "file's results['curves'])")
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for k, curve in enumerate(curves):
+        ep = [r["epoch"] for r in curve]
+        loss = [np.nan if r.get("val_loss") is None else r["val_loss"] for r in curve]
+        acc = [np.nan if r.get("val_mean_acc") is None else 100 * r["val_mean_acc"] for r in curve]
+        (line,) = ax_loss.plot(ep, loss, marker=".", label=f"model {k + 1}")
+        ax_acc.plot(ep, acc, marker=".", color=line.get_color(), label=f"model {k + 1}")
+        lrs = [r.get("lr") for r in curve]
+        for i in range(1, len(curve)):
+            if lrs[i] is not None and lrs[i - 1] is not None and lrs[i] < lrs[i - 1]:
+                ax_acc.axvline(ep[i], color=line.get_color(), ls=":", lw=1)
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("validation loss (class-weighted, summed over tasks)")
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("validation mean per-class accuracy (%)")
+    ax_acc.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

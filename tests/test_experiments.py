@@ -129,8 +129,8 @@ def test_convergence_keeps_the_curves_and_the_gap_to_the_ceiling(tmp_path, fake_
     from spinenet_lite.results import read_results
 
     def train_fn(config, train_data, val_data):
-        history = [{"epoch": e, "lr": 0.01, "train_loss": 2.0 / e, "val_loss": 2.5 / e, "val_mean_acc": 0.1 * e,
-                    "val_acc_pfirrmann": 0.2} for e in (1, 2, 3)]
+        history = [{"epoch": e, "lr": 0.01, "train_loss": 2.0 / e, "val_loss": 2.5 / e,
+                    "val_mean_acc": 0.1 * e, "val_acc_pfirrmann": 0.2} for e in (1, 2, 3)]
         return SimpleNamespace(model=OracleModel(), best_epoch=3, history=history)
 
     paths = X.run_experiment("convergence", "ci", device="cpu", out_dir=tmp_path, data=_dataset(),
@@ -288,6 +288,23 @@ def test_chapter_results(tmp_path, sweep_dir, monkeypatch, fake_tta):
     assert "spinenet-lite experiment all --tier teaching" in cr.note and "stand-in" in cr.note
     with pytest.raises(Exception, match="no results at tier"):
         cr.results("table2", "paper")
+    # paper files committed beside teaching (with a convergence run): the paper tier is discussed
+    import shutil
+
+    both = tmp_path / "both"
+    shutil.copytree(sweep_dir, both)
+    for name in X.EXPERIMENTS:
+        text = (sweep_dir / f"{name}_teaching.json").read_text()
+        (both / f"{name}_paper.json").write_text(text.replace('"tier": "teaching"', '"tier": "paper"'))
+    cr = X.chapter_results("teaching", out_dir=both, **quiet)
+    assert cr.main_tier == "paper" and set(cr.records) == {"teaching", "paper"} and not cr.has("convergence")
+    with pytest.raises(Exception, match="experiment convergence --tier paper"):
+        cr.results("convergence")
+    X.run_experiment("convergence", "paper", device="cpu", out_dir=both, data=_dataset(),
+                     train_fn=_fake_train([]), log=lambda s: None)
+    cr = X.chapter_results("teaching", out_dir=both, **quiet)
+    assert cr.has("convergence") and not cr.has("convergence", "teaching")
+    assert set(cr.results("convergence")["gap_to_ceiling"]) == set(TASK_NAMES)
 
 
 def test_viz_eval_on_results_files(sweep_dir):
@@ -326,6 +343,16 @@ def test_viz_eval_on_results_files(sweep_dir):
     np.testing.assert_allclose(gap["gap_to_ceiling"], 0, atol=1e-9)
     assert gap.loc[TASKS[0].title, "paper_intra_rater"] == pytest.approx(70.4)
     assert len(V.plot_branch_points(t2["branch_points"], t2["references"]["ceiling"]).axes) == 6
+    curve = [{"epoch": e, "lr": 0.01 if e < 3 else 0.001, "val_loss": 3.0 / e, "val_mean_acc": 0.2 * e}
+             for e in (1, 2, 3, 4)]
+    fig = V.plot_learning_curves([curve, curve[:2]])
+    loss_ax, acc_ax = fig.axes
+    assert [len(line.get_xdata()) for line in loss_ax.lines] == [4, 2]
+    assert acc_ax.lines[0].get_ydata()[-1] == pytest.approx(80.0)
+    drops = [line for line in acc_ax.lines if line.get_linestyle() == ":"]
+    assert len(drops) == 1 and list(drops[0].get_xdata()) == [3, 3]  # the learning-rate drop is marked
+    with pytest.raises(InputError):
+        V.plot_learning_curves([[]])
     fd = V.findings_frame(t2, ab)
     assert len(fd) == 6 and fd["paper"].iloc[0] == pytest.approx(100 * np.mean(
         [PAPER_TABLE2["conv5"][t][0] - PAPER_TABLE2["none"][t][0] for t in TASK_NAMES]))
