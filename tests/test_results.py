@@ -44,3 +44,22 @@ def test_git_commit_comes_from_the_environment_when_set(tmp_path, monkeypatch):
     monkeypatch.delenv(results.COMMIT_ENV)
     monkeypatch.setattr(results, "repo_root", lambda: tmp_path)  # a folder git knows nothing of
     assert results.git_commit() == "unknown"
+
+
+def test_readme_results_table_matches_the_committed_results_file():
+    """The README's table quotes data/results/convergence_paper.json: they must not drift apart."""
+    import re
+
+    from spinenet_lite.results import read_results, repo_root
+    from spinenet_lite.tasks import PAPER_TABLE2, TASKS
+
+    res = read_results("convergence", "paper", repo_root() / "data" / "results")["results"]
+    text = (repo_root() / "README.md").read_text()
+    for task in TASKS:
+        m = re.search(rf"^\| {re.escape(task.title)} \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", text,
+                      flags=re.MULTILINE | re.IGNORECASE)
+        assert m, f"README lacks the row of {task.title}"
+        ours, ceiling, paper = (float(g) for g in m.groups())
+        assert ours == round(100 * res["per_class_accuracy"][task.name]["mean"], 1)
+        assert ceiling == round(100 * res["references"]["ceiling"][task.name]["mean"], 1)
+        assert paper == round(100 * PAPER_TABLE2["conv5"][task.name][0], 1)
