@@ -173,7 +173,7 @@ def export_weights(src: str | os.PathLike, dst: str | os.PathLike, *, half: bool
     """Write a compact, shippable copy of a training checkpoint.
 
     Keeps what inference needs (``model`` state, ``model_kwargs``, ``config``,
-    ``input_mean``, ``best_epoch``, ``history``, ``commit``) and drops the optimiser,
+    ``input_mean``, ``best_epoch``, ``history``, ``commit``, ``meta``) and drops the optimiser,
     scheduler and RNG states. With ``half`` the floating-point weights are stored as
     float16, halving the file; :func:`load_model` (and ``load_state_dict``) cast them
     back to float32 on load, so a model loaded from the export differs from the
@@ -195,7 +195,7 @@ def export_weights(src: str | os.PathLike, dst: str | os.PathLike, *, half: bool
     """
     state = load_checkpoint(src)
     keep = ("format", "model_kwargs", "config", "input_mean", "best_epoch", "best_score", "history",
-            "commit", "task_names")
+            "commit", "task_names", "meta")
     out = {k: state[k] for k in keep if k in state}
     out["model"] = {k: (v.half() if half and v.is_floating_point() else v) for k, v in state["model"].items()}
     out["exported_from"] = {"epoch": state.get("epoch"), "half": bool(half)}

@@ -241,12 +241,19 @@ def test_experiment_cli_ci(fake_spider, tmp_path, monkeypatch):
     assert len(rec["results"]["weights"]["sha256"]) == 64
     assert (tmp_path / "spider_cv_ci.md").read_text().startswith("| metric |")
     assert main(["experiment-spider", "--tier", "ci", "--recipes", "bogus"]) == 2
+    # every slice of a disc exists only in a 3D source: a mid-sagittal PNG is refused with a reason
+    assert main(["experiment-spider", "--tier", "ci", "--data-dir", str(root), "--source", "midsag",
+                 "--slices", "all"]) == 2
 
 
 def test_real_spider_space_discs(spider_dir, tmp_path):
     from spinenet_lite.landmarks import space_patients
 
     ids = space_patients(spider_dir)[:3]
+    every = se.cached_discs(spider_dir, source="space", cache_dir=tmp_path, patients=ids, progress=False,
+                            centre_only=False)
+    assert (tmp_path / "spider_space_allslices.npz").is_file()
+    assert (every.volumes[:, [3, 5]] > 0).any()  # neighbouring slices kept: real 3D input
     discs = se.cached_discs(spider_dir, source="space", cache_dir=tmp_path, patients=ids, progress=False)
     assert discs.n_patients >= 2 and len(discs) >= 8
     assert not discs.volumes[:, 0].any() and discs.volumes[:, 4].any()

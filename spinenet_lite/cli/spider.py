@@ -46,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--data-dir", type=Path, default=None, help="SPIDER folder (default: the shared one)")
     q.add_argument("--source", default="space", choices=("midsag", "space"),
                    help="discs from T2 SPACE masks (default) or mid-sagittal PNGs with the localiser")
+    q.add_argument("--slices", default="centre", choices=("centre", "all"),
+                   help="space only: keep the centre slice of each disc volume (default; like a mid-sagittal "
+                        "PNG) or all slices (the 1 mm T2 SPACE slices resampled to 4 mm, zero-padded to 9)")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--synthetic", type=Path, default=None,
                    help="synthetic-cohort checkpoint (default data/weights/spinenet_synthetic.pt)")
@@ -100,7 +103,10 @@ def run_experiment(args: argparse.Namespace) -> int:
     if bad:
         raise InputError(f"unknown recipe(s) {', '.join(bad)}; use {', '.join(RECIPES)}")
     start = time.perf_counter()
-    discs = cached_discs(args.data_dir, source=args.source, cache_dir=args.cache_dir, progress=None)
+    if args.slices == "all" and args.source != "space":
+        raise InputError("--slices all needs --source space (a mid-sagittal PNG is one slice)")
+    discs = cached_discs(args.data_dir, source=args.source, cache_dir=args.cache_dir, progress=None,
+                         **({"centre_only": False} if args.slices == "all" else {}))
     cv = cross_validate(discs, tier=args.tier, seed=args.seed, recipes=recipes, synthetic=args.synthetic,
                         workers=args.workers, progress=None)
     for r in recipes:
@@ -109,6 +115,7 @@ def run_experiment(args: argparse.Namespace) -> int:
     best = max(trained, key=lambda r: _mean_score(cv["recipes"][r]["pooled"]))
     cv["best_recipe"] = best
     cv["source"] = args.source
+    cv["slices"] = args.slices
     if any(r != "scratch" for r in recipes):
         from ..spider_eval import synthetic_weights
 
@@ -121,12 +128,14 @@ def run_experiment(args: argparse.Namespace) -> int:
         cv["weights"] = {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                          "recipe": best,
                          "command": f"spinenet-lite experiment-spider --tier {args.tier} --source "
-                                    f"{args.source} --seed {args.seed} --recipes {','.join(recipes)}"
+                                    f"{args.source} --slices {args.slices} --seed {args.seed} "
+                                    f"--recipes {','.join(recipes)}"
                                     + (f" --synthetic {args.synthetic}" if args.synthetic else "")
                                     + f" --save-weights {args.save_weights}"}
     md = markdown_table(cv) + f"\nBest trained recipe: {best}.\n"
     path = write_results("spider_cv", args.tier, cv, config={"tier": SPIDER_TIERS[args.tier],
-                                                             "source": args.source, "recipes": recipes},
+                                                             "source": args.source, "slices": args.slices,
+                                                             "recipes": recipes},
                          seed=args.seed, device="cpu", wall_time_s=time.perf_counter() - start,
                          out_dir=args.out_dir, markdown=md)
     print(md, end="")
