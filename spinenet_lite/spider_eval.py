@@ -60,8 +60,10 @@ CornersHook = Callable[[Scan, str], np.ndarray] | Mapping[str, np.ndarray]
 
 
 def default_weights() -> Path:
-    """The shipped real-scan model, ``data/weights/spinenet_spider.pt``."""
-    return repo_root() / "data" / "weights" / "spinenet_spider.pt"
+    """The shipped real-scan model, ``data/weights/spinenet_real.pt`` (registry name ``spinenet_real``)."""
+    from .weights import REGISTRY, weights_dir
+
+    return weights_dir() / REGISTRY["spinenet_real"].filename
 
 
 def synthetic_weights() -> Path:
@@ -363,6 +365,11 @@ def _load(weights: Any, device: Any) -> Any:
 
     if weights is not None and not isinstance(weights, (str, os.PathLike)):
         return weights  # a model
+    if weights is None and default_weights().is_file():
+        from .weights import load_grader
+
+        model, _ = load_grader("spinenet_real", device=device)  # hash-checked against the registry
+        return model
     path = Path(weights) if weights is not None else default_weights()
     if not path.is_file():
         raise WeightsError(f"weights {path} not found; train them with `spinenet-lite experiment-spider` "

@@ -91,8 +91,8 @@ REGISTRY: dict[str, WeightsEntry] = {
             name="spinenet_real",
             filename="spinenet_real.pt",
             kind="grader",
-            sha256=None,  # TODO(lead): the hash of the real-scan grader, when it is shipped
-            description="SpineNet fine-tuned on real SPIDER scans (the real-scans issue)",
+            sha256="76a4e2733582812b971d204782b83a6bd45dbff5989ff530330e7edad4c33af3",
+            description="the synthetic grader fine-tuned on the 30 SPIDER T2 SPACE patients (every slab)",
         ),
         WeightsEntry(
             name="localiser",
