@@ -108,10 +108,21 @@ class SpiderDiscs:
         return SpiderDiscs(self.volumes[i], self.labels[i], self.narrowing_binary[i],
                            self.patients[i], self.levels[i], self.source)
 
-    def for_training(self) -> SpiderDiscs:
-        """A view whose ``labels`` are :func:`training_labels` (narrowing filled)."""
-        return SpiderDiscs(self.volumes, training_labels(self.labels, self.narrowing_binary),
-                           self.narrowing_binary, self.patients, self.levels, self.source)
+    def for_training(self, single_slice_copies: bool = False) -> SpiderDiscs:
+        """A view whose ``labels`` are :func:`training_labels` (narrowing filled).
+
+        With ``single_slice_copies`` every disc appears twice: as extracted and as its
+        centre slice alone (:func:`single_slice`), so that a model trained on it also grades
+        a one-slice study (a mid-sagittal PNG) instead of meeting eight empty slices for the
+        first time at test time.
+        """
+        labels = training_labels(self.labels, self.narrowing_binary)
+        if not single_slice_copies:
+            return SpiderDiscs(self.volumes, labels, self.narrowing_binary, self.patients, self.levels,
+                               self.source)
+        return SpiderDiscs(np.concatenate([self.volumes, single_slice(self.volumes)]),
+                           np.concatenate([labels, labels]), np.tile(self.narrowing_binary, 2),
+                           np.tile(self.patients, 2), np.tile(self.levels, 2), self.source)
 
     @property
     def n_patients(self) -> int:
@@ -558,11 +569,13 @@ def _synthetic(path: Any) -> Any:
 
 
 def fit(recipe: str, train_data: SpiderDiscs, *, tier: str = "teaching", seed: int = 0,
-        synthetic: Any = None, progress: bool = False) -> Any:
+        synthetic: Any = None, progress: bool = False, single_slice_copies: bool = False) -> Any:
     """Train one recipe on ``train_data`` and return the model (eval mode, CPU).
 
     ``scratch``: a new SpineNet; ``zero_shot``: the synthetic model untouched;
     ``finetune``: the synthetic model trained further on ``train_data``.
+    ``single_slice_copies``: train on every disc and on its centre slice alone
+    (:meth:`SpiderDiscs.for_training`).
     """
     from .train import train
 
@@ -573,7 +586,7 @@ def fit(recipe: str, train_data: SpiderDiscs, *, tier: str = "teaching", seed: i
     spec = SPIDER_TIERS[tier]
     if recipe == "zero_shot":
         return _synthetic(synthetic).eval()
-    data = train_data.for_training()
+    data = train_data.for_training(single_slice_copies)
     if recipe == "scratch":
         res = train(_config(tier, spec["scratch"], seed), data, progress=progress)
     else:
@@ -593,18 +606,25 @@ def cross_validate(
     synthetic: Any = None,
     workers: int = 1,
     progress: bool | None = None,
+    single_slice_copies: bool = False,
 ) -> dict[str, Any]:
     """Patient-level k-fold cross-validation of the recipes on real SPIDER discs.
 
     ``workers > 1`` runs the (recipe, fold) jobs in that many processes (one torch
     thread each); the result does not depend on ``workers``.
 
+    With ``single_slice_copies`` the trained recipes also learn from every training disc's
+    centre slice alone, and every recipe is scored twice: on the test discs as extracted
+    (``pooled``) and on their centre slice alone (``pooled_centre``, what a mid-sagittal
+    PNG gives).
+
     Returns
     -------
     dict
-        ``{"n_discs", "n_patients", "n_folds", "tta", "recipes": {recipe: {"pooled": score
-        dict of the out-of-fold predictions, "folds": [per-fold score dicts], "fold_mean":
-        {task: mean per-class accuracy}, "train_time_s"}}}``.
+        ``{"n_discs", "n_patients", "n_folds", "tta", "single_slice_copies", "recipes":
+        {recipe: {"pooled": score dict of the out-of-fold predictions, ["pooled_centre": the
+        same on centre slices,] "folds": [per-fold score dicts], "fold_mean": {task: mean
+        per-class accuracy}, "cpu_time_s"}}}``.
     """
     from tqdm.auto import tqdm
 
@@ -613,9 +633,10 @@ def cross_validate(
         raise InputError(f"unknown tier {tier!r}; use one of {', '.join(SPIDER_TIERS)}")
     folds = patient_folds(discs.patients, spec["n_folds"], seed)
     out: dict[str, Any] = {"n_discs": len(discs), "n_patients": discs.n_patients,
-                           "n_folds": spec["n_folds"], "tta": spec["tta"], "recipes": {}}
+                           "n_folds": spec["n_folds"], "tta": spec["tta"],
+                           "single_slice_copies": bool(single_slice_copies), "recipes": {}}
     jobs = [(r, k) for r in recipes for k in range(len(folds))]
-    args = [(discs, folds, r, k, tier, seed, synthetic, spec["tta"]) for r, k in jobs]
+    args = [(discs, folds, r, k, tier, seed, synthetic, spec["tta"], single_slice_copies) for r, k in jobs]
     t0 = time.perf_counter()
     if workers > 1:
         import multiprocessing as mp
@@ -630,34 +651,43 @@ def cross_validate(
     results = dict(zip(jobs, done))
     for recipe in recipes:
         pred = np.full(discs.labels.shape, MISSING, np.int16)
+        pred_centre = np.full(discs.labels.shape, MISSING, np.int16)
         per_fold = []
         for k, test in enumerate(folds):
-            p, secs = results[(recipe, k)]
+            p, p_centre, secs = results[(recipe, k)]
             pred[test] = p
+            if p_centre is not None:
+                pred_centre[test] = p_centre
             per_fold.append(score(discs.labels[test], discs.narrowing_binary[test], p))
         pooled = score(discs.labels, discs.narrowing_binary, pred)
         fold_mean = {t: float(np.nanmean([f["tasks"].get(t, {}).get("per_class_accuracy", np.nan)
                                           for f in per_fold])) for t in pooled["tasks"]}
-        cpu = sum(results[(recipe, k)][1] for k in range(len(folds)))
+        cpu = sum(results[(recipe, k)][2] for k in range(len(folds)))
         out["recipes"][recipe] = {"pooled": pooled, "folds": per_fold, "fold_mean": fold_mean,
                                   "cpu_time_s": round(cpu, 1)}
+        if single_slice_copies:
+            out["recipes"][recipe]["pooled_centre"] = score(discs.labels, discs.narrowing_binary, pred_centre)
     out["wall_time_s"] = round(time.perf_counter() - t0, 1)
     return out
 
 
-def _fold_job(a: tuple) -> tuple[np.ndarray, float]:
-    """Train one recipe on all folds but ``k`` and predict fold ``k`` (one process, one thread)."""
+def _fold_job(a: tuple) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """Train one recipe on all folds but ``k`` and predict fold ``k`` (one process, one thread):
+    ``(predictions, predictions on centre slices or None, CPU seconds)``."""
     import torch
 
     from .evaluate import predict, predict_labels
 
-    discs, folds, recipe, k, tier, seed, synthetic, tta = a
+    discs, folds, recipe, k, tier, seed, synthetic, tta, copies = a
     torch.set_num_threads(1)
     t0 = time.process_time()
     train_idx = np.sort(np.concatenate([f for j, f in enumerate(folds) if j != k]))
-    model = fit(recipe, discs.subset(train_idx), tier=tier, seed=seed + k, synthetic=synthetic)
-    p = predict_labels(predict(model, discs.volumes[folds[k]], tta=tta, device="cpu"))
-    return p, time.process_time() - t0
+    model = fit(recipe, discs.subset(train_idx), tier=tier, seed=seed + k, synthetic=synthetic,
+                single_slice_copies=copies)
+    test = discs.volumes[folds[k]]
+    p = predict_labels(predict(model, test, tta=tta, device="cpu"))
+    p_centre = predict_labels(predict(model, single_slice(test), tta=tta, device="cpu")) if copies else None
+    return p, p_centre, time.process_time() - t0
 
 
 def goals_check(pooled: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -683,7 +713,10 @@ def goals_check(pooled: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 def markdown_table(cv: Mapping[str, Any]) -> str:
     """Markdown table of the pooled out-of-fold scores of every recipe beside the paper's numbers."""
     recipes = list(cv["recipes"])
-    head = ["metric", *recipes, "paper (conv5)", "goal"]
+    columns = [(r, "pooled") for r in recipes] + [(r, "pooled_centre") for r in recipes
+                                                   if "pooled_centre" in cv["recipes"][r]]
+    head = ["metric", *(r if key == "pooled" else f"{r} (1 slice)" for r, key in columns), "paper (conv5)",
+            "goal"]
     goals = {"pfirrmann": 0.72, "pfirrmann_within_1": 0.96, "upper_endplate": 0.80,
              "lower_endplate": 0.80, "narrowing_binary": 0.85}
     paper = _paper_numbers()
@@ -693,10 +726,10 @@ def markdown_table(cv: Mapping[str, Any]) -> str:
 
     rows = []
     for task in SCORED_TASKS:
-        vals = [cv["recipes"][r]["pooled"]["tasks"].get(task, {}).get("per_class_accuracy") for r in recipes]
+        vals = [cv["recipes"][r][c]["tasks"].get(task, {}).get("per_class_accuracy") for r, c in columns]
         rows.append([task, *map(fmt, vals), fmt(paper.get(task)), fmt(goals.get(task))])
     for key in ("pfirrmann_within_1", "narrowing_binary"):
-        vals = [cv["recipes"][r]["pooled"]["lootus"][key] for r in recipes]
+        vals = [cv["recipes"][r][c]["lootus"][key] for r, c in columns]
         rows.append([f"Lootus {key}", *map(fmt, vals), fmt(paper.get(key)), fmt(goals.get(key))])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -704,7 +737,10 @@ def markdown_table(cv: Mapping[str, Any]) -> str:
             f"cross-validation, {cv['n_discs']} discs of {cv['n_patients']} patients, "
             f"{'54-view TTA' if cv['tta'] else 'no test-time augmentation (centre view)'}"
             + {"all": "; every T2 SPACE slice of the disc (resampled to 4 mm)",
-               "centre": "; the centre slice of each disc only"}.get(cv.get("slices"), "") + ".\n")
+               "centre": "; the centre slice of each disc only",
+               "mixed": "; every T2 SPACE slice of the disc (resampled to 4 mm), the trained recipes also "
+                        "trained on each disc's centre slice alone, '(1 slice)' columns scored on the test "
+                        "discs' centre slice alone"}.get(cv.get("slices"), "") + ".\n")
     return "\n".join(lines) + "\n" + note
 
 

@@ -53,6 +53,12 @@ def test_training_labels_and_single_slice():
     v = np.ones((2, 9, 4, 4), np.uint8)
     s = se.single_slice(v)
     assert s[:, 4].all() and not s[:, :4].any() and not s[:, 5:].any() and v.all()
+    discs = se.SpiderDiscs(v, labels[:2], nb[:2], np.array(["1", "2"]), np.array([0, 1], np.int8), "space")
+    twice = discs.for_training(single_slice_copies=True)
+    assert len(twice) == 4 and list(twice.patients) == ["1", "2", "1", "2"]
+    np.testing.assert_array_equal(twice.volumes[2:], s)  # the copies are the centre slices alone
+    assert list(twice.labels[:, NAR]) == [0, 1, 0, 1]
+    assert len(discs.for_training()) == 2
 
 
 def test_patient_folds_partition_by_patient():
@@ -199,6 +205,16 @@ def test_fit_and_cross_validate_ci(fake_spider, monkeypatch, tmp_path):
         warnings.simplefilter("ignore")
         cv2 = se.cross_validate(discs, tier="ci", seed=0, synthetic=syn, recipes=("scratch",), workers=2)
     assert cv2["recipes"]["scratch"]["pooled"] == cv["recipes"]["scratch"]["pooled"]  # workers-independent
+    assert "pooled_centre" not in cv["recipes"]["scratch"] and not cv["single_slice_copies"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cv3 = se.cross_validate(discs, tier="ci", seed=0, synthetic=syn, recipes=("scratch", "zero_shot"),
+                                single_slice_copies=True, progress=False)
+    for r in ("scratch", "zero_shot"):
+        assert cv3["recipes"][r]["pooled_centre"]["tasks"]["pfirrmann"]["n"] == len(discs)
+    # zero-shot is not trained: on discs that are single slices already, both scorings agree
+    assert cv3["recipes"]["zero_shot"]["pooled_centre"] == cv3["recipes"]["zero_shot"]["pooled"]
+    assert "scratch (1 slice)" in se.markdown_table(cv3)
     with pytest.raises(WeightsError, match="synthetic"):
         se.fit("zero_shot", discs, tier="ci", synthetic=tmp_path / "missing.pt")
     with pytest.raises(InputError, match="recipe"):

@@ -46,9 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--data-dir", type=Path, default=None, help="SPIDER folder (default: the shared one)")
     q.add_argument("--source", default="space", choices=("midsag", "space"),
                    help="discs from T2 SPACE masks (default) or mid-sagittal PNGs with the localiser")
-    q.add_argument("--slices", default="centre", choices=("centre", "all"),
+    q.add_argument("--slices", default="centre", choices=("centre", "all", "mixed"),
                    help="space only: keep the centre slice of each disc volume (default; like a mid-sagittal "
-                        "PNG) or all slices (the 1 mm T2 SPACE slices resampled to 4 mm, zero-padded to 9)")
+                        "PNG), all slices (the 1 mm T2 SPACE slices resampled to 4 mm, zero-padded to 9), or "
+                        "mixed: all slices, and the trained recipes also learn from each disc's centre slice "
+                        "alone; scored on both")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--synthetic", type=Path, default=None,
                    help="synthetic-cohort checkpoint (default data/weights/spinenet_synthetic.pt)")
@@ -103,12 +105,13 @@ def run_experiment(args: argparse.Namespace) -> int:
     if bad:
         raise InputError(f"unknown recipe(s) {', '.join(bad)}; use {', '.join(RECIPES)}")
     start = time.perf_counter()
-    if args.slices == "all" and args.source != "space":
-        raise InputError("--slices all needs --source space (a mid-sagittal PNG is one slice)")
+    if args.slices != "centre" and args.source != "space":
+        raise InputError(f"--slices {args.slices} needs --source space (a mid-sagittal PNG is one slice)")
+    mixed = args.slices == "mixed"
     discs = cached_discs(args.data_dir, source=args.source, cache_dir=args.cache_dir, progress=None,
-                         **({"centre_only": False} if args.slices == "all" else {}))
+                         **({} if args.slices == "centre" else {"centre_only": False}))
     cv = cross_validate(discs, tier=args.tier, seed=args.seed, recipes=recipes, synthetic=args.synthetic,
-                        workers=args.workers, progress=None)
+                        workers=args.workers, progress=None, single_slice_copies=mixed)
     for r in recipes:
         cv["recipes"][r]["goals"] = goals_check(cv["recipes"][r]["pooled"])
     trained = [r for r in recipes if r != "zero_shot"] or recipes
@@ -122,7 +125,8 @@ def run_experiment(args: argparse.Namespace) -> int:
         syn = Path(args.synthetic) if args.synthetic is not None else synthetic_weights()
         cv["synthetic"] = {"path": str(syn), "sha256": hashlib.sha256(syn.read_bytes()).hexdigest()}
     if args.save_weights is not None:
-        model = fit(best, discs, tier=args.tier, seed=args.seed, synthetic=args.synthetic)
+        model = fit(best, discs, tier=args.tier, seed=args.seed, synthetic=args.synthetic,
+                    single_slice_copies=mixed)
         path = save_weights(model, args.save_weights, {"recipe": best, "tier": args.tier, "seed": args.seed,
                                                        "source": args.source, "n_discs": len(discs)})
         cv["weights"] = {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
