@@ -8,6 +8,11 @@ oriented so that one axis follows the spine. The bodies are counted **up** from 
 lowest one (S1) on a reference slice (the slice with most bodies, nearest the middle),
 and the bodies of the other slices are matched to the reference ones by position, so a
 body keeps its name across slices.
+
+Two rules make this robust on *predicted* masks (no disc labels; the localiser uses
+both): components off the line of the spine are dropped (:func:`drop_off_axis`), and
+S1 is the lowest body of the middle slice (``anchor="middle"``), so that sacral
+segments segmented on lateral slices do not shift every level.
 """
 
 from __future__ import annotations
@@ -126,6 +131,86 @@ def _components(slice_mask: np.ndarray, vertebra_label: int | None, disc_label: 
     return comps
 
 
+def drop_off_axis(comps: list[np.ndarray], max_offset: float = 1.0) -> tuple[list[np.ndarray], int]:
+    """Drop components whose centre lies off the line of the spine (one slice).
+
+    The bodies' centres lie on a smooth curve: the centre column is close to a quadratic
+    in the row. The curve is fitted robustly (every triple of components defines one;
+    the one with most centres within ``max_offset`` body widths wins, ties broken by
+    the smaller sum of those deviations; then a least-squares refit on its inliers) and
+    components farther than ``max_offset`` median body widths from it are dropped.
+    Nothing is dropped from slices with fewer than four components, and at least three
+    always remain.
+
+    Parameters
+    ----------
+    comps : list of ndarray, each shape (N_k, 2), float
+        ``(row, col)`` pixel coordinates of each component, sorted top to bottom.
+    max_offset : float
+        Largest allowed column deviation from the curve, in median body widths
+        (antero-posterior extents in pixels) of the slice's components.
+
+    Returns
+    -------
+    kept : list of ndarray
+        The components that remain, same order.
+    n_dropped : int
+        Number of components dropped.
+    """
+    from itertools import combinations
+
+    n = len(comps)
+    if n < 4:
+        return list(comps), 0
+    cen = np.array([p.mean(0) for p in comps])  # (n, 2) row, col
+    tol = max_offset * float(np.median([np.ptp(p[:, 1]) + 1.0 for p in comps]))
+    scale = float(np.ptp(cen[:, 0])) or 1.0
+    t = (cen[:, 0] - cen[:, 0].mean()) / scale  # rows scaled to about [-0.5, 0.5]
+    design = np.stack([np.ones(n), t, t * t], axis=1)  # (n, 3)
+    best: tuple[int, float, np.ndarray] | None = None
+    for tri in combinations(range(n), 3):
+        a = design[list(tri)]
+        if abs(np.linalg.det(a)) < 1e-9:
+            continue
+        coef = np.linalg.solve(a, cen[list(tri), 1])
+        dev = np.abs(design @ coef - cen[:, 1])
+        inl = dev <= tol
+        key = (int(inl.sum()), -float(dev[inl].sum()))
+        if best is None or key > (best[0], best[1]):
+            best = (key[0], key[1], inl)
+    if best is None:
+        return list(comps), 0
+    inl = best[2]
+    coef = np.linalg.lstsq(design[inl], cen[inl, 1], rcond=None)[0]
+    dev = np.abs(design @ coef - cen[:, 1])
+    keep = dev <= tol
+    if keep.sum() < 3:
+        keep = inl
+    kept = [p for p, k in zip(comps, keep) if k]
+    return kept, n - len(kept)
+
+
+def _reference_slice(per_slice: list[list[np.ndarray]], anchor: str) -> int:
+    """Index of the slice whose bodies are counted up from S1 (see corners_from_vertebra_mask)."""
+    S = len(per_slice)
+    counts = np.array([len(c) for c in per_slice])
+    mid = (S - 1) / 2
+    order = sorted(range(S), key=lambda s: (-counts[s], abs(s - mid)))
+    if anchor not in ("most", "middle"):
+        raise InputError(f"anchor must be 'most' or 'middle'; got {anchor!r}")
+    if anchor == "most" or S == 1:
+        return int(order[0])
+    # the lowest body of the slice nearest the middle with at least two bodies is S1
+    near = [s for s in sorted(range(S), key=lambda s: abs(s - mid)) if counts[s] >= 2]
+    if not near:
+        return int(order[0])
+    m = near[0]
+    rows = np.array([p[:, 0].mean() for p in per_slice[m]])
+    low, gap = rows[-1], float(np.median(np.diff(rows)))
+    ok = [s for s in order if counts[s] and abs(per_slice[s][-1][:, 0].mean() - low) <= gap / 2]
+    return int(ok[0]) if ok else m
+
+
 def corners_from_vertebra_mask(
     mask: np.ndarray,
     *,
@@ -133,6 +218,8 @@ def corners_from_vertebra_mask(
     disc_label: int | None = SPIDER_DISC,
     canal_label: int | None = SPIDER_CANAL,
     min_area: int = 50,
+    off_axis: float | None = None,
+    anchor: str = "most",
 ) -> tuple[np.ndarray, list[str]]:
     """Vertebra corners ``(7, S, 4, 2)`` from a vertebra mask, counted up from S1.
 
@@ -147,6 +234,17 @@ def corners_from_vertebra_mask(
         component's rows, components not touching a disc are dropped.
     min_area : int
         Components smaller than this many pixels are ignored.
+    off_axis : float or None
+        When given, components whose centre lies more than this many median body widths
+        off the line of the spine are dropped per slice (:func:`drop_off_axis`); for masks
+        predicted without disc labels, where blobs outside the spine can survive.
+    anchor : {"most", "middle"}
+        How the reference slice (whose lowest body is S1) is chosen. ``"most"``: the
+        slice with most bodies, nearest the middle. ``"middle"``: the lowest body of the
+        slice nearest the middle (with at least two bodies) is S1; the reference is the
+        slice with most bodies among those whose lowest body lies within half a body
+        spacing of it. Lateral slices of a predicted mask can show sacral segments (S2,
+        S3) below S1; ``"middle"`` keeps them from shifting every level.
 
     Returns
     -------
@@ -172,11 +270,17 @@ def corners_from_vertebra_mask(
     n_v = len(VERTEBRAE)
     S = m.shape[0]
     per_slice = [_components(m[s], vertebra_label, disc_label, canal_label, min_area) for s in range(S)]
+    if off_axis is not None:
+        n_off = 0
+        for s in range(S):
+            per_slice[s], k = drop_off_axis(per_slice[s], off_axis)
+            n_off += k
+        if n_off:
+            warnings.warn(f"{n_off} component(s) off the line of the spine dropped", stacklevel=2)
     counts = np.array([len(c) for c in per_slice])
     if counts.max(initial=0) == 0:
         raise LandmarkError("no vertebral body found in the mask; check the vertebra label value")
-    mid = (S - 1) / 2
-    ref = int(sorted(range(S), key=lambda s: (-counts[s], abs(s - mid)))[0])
+    ref = _reference_slice(per_slice, anchor)
     ref_rows = np.array([p[:, 0].mean() for p in per_slice[ref]])
     if len(ref_rows) < n_v:
         absent = ", ".join(VERTEBRAE[:n_v - len(ref_rows)])

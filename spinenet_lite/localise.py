@@ -8,9 +8,10 @@ Introduced in chapter 08, *Real scans*. Three steps:
 2. **Segmentation.** The small U-Net of :mod:`spinenet_lite.localiser_net` gives a
    vertebral-body probability per pixel, for all slices in batches.
 3. **Geometry.** :func:`spinenet_lite.landmarks.corners_from_vertebra_mask` on the
-   thresholded maps: connected components, order along the spine, levels counted **up**
-   from the lowest body (S1), a minimum-area rectangle per body, consistent naming across
-   slices. The corners are mapped back to the scan's voxel grid.
+   thresholded maps: connected components, components off the line of the spine dropped
+   (:data:`OFF_AXIS`), order along the spine, levels counted **up** from the lowest body
+   of the middle slice (S1, :data:`ANCHOR`), a minimum-area rectangle per body, consistent
+   naming across slices. The corners are mapped back to the scan's voxel grid.
 
 The shipped weights (``data/weights/localiser.pt``) were made by
 ``spinenet-lite train-localiser`` (:mod:`spinenet_lite.localiser_train`); their sha256,
@@ -39,6 +40,10 @@ THRESHOLD: float = 0.5
 """Body probability above which a pixel is body."""
 MIN_BODY_AREA_MM2: float = 120.0
 """Connected components smaller than this are not bodies."""
+OFF_AXIS: float = 0.5
+"""Components farther than this many body widths off the line of the spine are dropped."""
+ANCHOR: str = "middle"
+"""S1 is the lowest body of the middle slice (see ``corners_from_vertebra_mask(anchor=...)``)."""
 WEIGHTS_VERSION: int = 1
 """Format version written into (and required of) a localiser weights file."""
 
@@ -268,7 +273,8 @@ def corners_from_probability(prob: np.ndarray, size: tuple[int, int], scale: tup
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            work, _ = corners_from_vertebra_mask(mask, vertebra_label=None, min_area=min_area)
+            work, _ = corners_from_vertebra_mask(mask, vertebra_label=None, min_area=min_area,
+                                                 off_axis=OFF_AXIS, anchor=ANCHOR)
         except LandmarkError:
             work = np.full((len(VERTEBRAE), mask.shape[0], 4, 2), np.nan, dtype=np.float32)
             warnings.warn("no vertebral body found in any slice", stacklevel=1)

@@ -14,6 +14,7 @@ from spinenet_lite.landmarks import (
     SPIDER_DISC,
     SPIDER_VERTEBRA,
     corners_from_vertebra_mask,
+    drop_off_axis,
     min_area_rect,
     read_space_study,
     space_patients,
@@ -95,6 +96,66 @@ def test_identity_kept_across_slices():
     corners, _ = corners_from_vertebra_mask(mask)
     assert np.isnan(corners[6, 0]).all()
     assert _max_corner_error(corners[:6, 0], truth[:6, 0]) < 2.0
+
+
+def _lordotic_spine(n_slices=1, shape=(300, 240)):
+    """A curved toy spine (bodies tilted 0..30 deg) and its bool body mask (S, H, W)."""
+    scan, truth, _ = toy_spine(np.linspace(0, 30, 7), n_slices=n_slices, shape=shape)
+    return truth, label_mask(truth, shape, canal=False, posterior=False) == SPIDER_VERTEBRA
+
+
+def _disc(mask, centre, radius=9.0):
+    """Add a filled disc (a blob) of ``radius`` pixels at ``(row, col)`` to every slice of ``mask``."""
+    yy, xx = np.ogrid[:mask.shape[1], :mask.shape[2]]
+    mask[:, (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 < radius ** 2] = True
+
+
+def test_drop_off_axis_drops_a_blob_beside_the_spine_and_keeps_the_curved_chain():
+    truth, mask = _lordotic_spine()
+    bodies = [np.argwhere(mask[0] & (np.abs(np.arange(300)[:, None] - truth[k, 0, :, 0].mean()) < 12))
+              .astype(float) for k in range(7)]
+    kept, n = drop_off_axis(bodies, 0.5)
+    assert n == 0 and len(kept) == 7  # a lordotic curve is not "off axis"
+    s1 = truth[6, 0].mean(0)
+    yy, xx = np.mgrid[:300, :240]
+    blob = np.argwhere((yy - s1[0] - 10) ** 2 + (xx - s1[1] - 60) ** 2 < 64).astype(float)
+    assert len(blob) > 150
+    chain = sorted(bodies + [blob], key=lambda p: p[:, 0].mean())
+    kept, n = drop_off_axis(chain, 0.5)
+    assert n == 1 and not any(p is blob for p in kept)
+    kept, n = drop_off_axis(chain[-3:], 0.5)  # fewer than four: nothing can be judged
+    assert n == 0 and len(kept) == 3
+
+
+def test_off_axis_blob_below_s1_does_not_shift_the_levels():
+    truth, mask = _lordotic_spine()
+    s1 = truth[6, 0].mean(0)
+    _disc(mask, (s1[0] + 30, s1[1] + 60))  # a bright blob beside the sacrum, below S1
+    with pytest.warns(UserWarning):
+        shifted, _ = corners_from_vertebra_mask(mask)
+    # without the rule the blob is "S1" and every body is named one level too high
+    assert np.abs(shifted[:6].mean(2) - truth[1:].mean(2)).max() < 2.0
+    with pytest.warns(UserWarning, match="off the line of the spine"):
+        corners, _ = corners_from_vertebra_mask(mask, off_axis=0.5)
+    assert _max_corner_error(corners, truth) < 2.0
+
+
+def test_middle_anchor_ignores_sacral_segments_on_lateral_slices():
+    # S2 visible below S1 on the two outer slices of five: "most bodies" takes it for S1
+    truth, mask = _lordotic_spine(n_slices=5)
+    s1 = truth[6, 2]
+    below = s1 + 1.25 * (s1[3] - s1[0])  # one S1 height further along the spine
+    extra = np.zeros_like(mask[:1])
+    extra[0][polygon2mask(mask.shape[1:], below)] = True
+    mask[[0, 4]] |= extra[0]
+    with pytest.warns(UserWarning):
+        most, _ = corners_from_vertebra_mask(mask, anchor="most")
+    assert _max_corner_error(most[:6, 2], truth[1:, 2]) < 2.0  # every level shifted by one
+    corners, _ = corners_from_vertebra_mask(mask, anchor="middle")
+    assert _max_corner_error(corners, truth) < 2.0
+    assert np.isnan(corners).sum() == 0  # the S2 boxes are simply not named
+    with pytest.raises(InputError):
+        corners_from_vertebra_mask(mask, anchor="lowest")
 
 
 def test_empty_and_bad_masks():

@@ -105,6 +105,20 @@ def test_geometry_counts_levels_up_from_the_lowest_body():
     assert any("only 4" in m for m in messages)
 
 
+def test_geometry_ignores_a_blob_off_the_spine_and_anchors_s1_on_the_middle_slice():
+    boxes = _boxes()
+    spine = _mask_from_boxes(boxes, (200, 100))
+    blob = np.zeros_like(spine)
+    blob[180:196, 70:90] = 1.0  # out of line with the bodies, below S1
+    s2 = _mask_from_boxes(_boxes(n=1, top=boxes[-1, 0, 0] + 23.0), (200, 100))  # a sacral segment
+    prob = np.stack([spine + s2, spine + blob, spine + s2])  # S2 only on the lateral slices
+    corners, messages = corners_from_probability(prob, (200, 100), (1.0, 1.0))
+    assert any("off the line of the spine" in m for m in messages)
+    assert not np.isnan(corners).any()
+    for s in range(3):  # T12 .. S1 are the seven boxes on every slice, not shifted by a level
+        np.testing.assert_allclose(corners[:, s].mean(1), boxes.mean(1), atol=0.01)
+
+
 # ------------------------------------------------------------------ weights
 def test_weights_roundtrip_and_errors(tmp_path):
     net = LocaliserNet(4)
