@@ -499,8 +499,9 @@ def run_experiment(
     dict
         ``{experiment: path of the JSON written}``.
     """
-    from .results import write_results
+    from .results import git_commit, write_results
 
+    commit = git_commit()  # the code that runs, read before a run that may outlast a commit
     names = list(EXPERIMENTS) if name == "all" else [name]
     for n in names:
         if n not in _FUNCS:
@@ -522,7 +523,7 @@ def run_experiment(
         results["tasks"] = list(TASK_NAMES)
         results["sizing"] = {"tier_overrides": dict(EXPERIMENT_TIERS.get(tier, {})),
                              "overrides": {k: v for k, v in overrides.items() if v is not None}}
-        paths[n] = write_results(n, tier, results, config=config, seed=seed, device=dev,
+        paths[n] = write_results(n, tier, results, config=config, seed=seed, device=dev, commit=commit,
                                  wall_time_s=time.perf_counter() - start, out_dir=out_dir,
                                  markdown=f"<!-- {n}, tier {tier}, seed {seed} -->\n\n" + md)
         log(f"wrote {paths[n]}")

@@ -554,10 +554,12 @@ def run_hotspot_quality(
     from .cache import patient_split
     from .config import get_tier, resolve_device
     from .hotspots import hotspots_batch
+    from .results import git_commit
     from .seed import seed_everything
     from .train import train
 
     t0 = time.time()
+    commit = git_commit()  # the code that runs, read before a run that may outlast a commit
     if tier not in _TIER_SIZES:
         raise InputError(f"unknown tier {tier!r}; use one of {', '.join(_TIER_SIZES)}")
     for m in methods:
@@ -665,7 +667,8 @@ def run_hotspot_quality(
         from .results import write_results
 
         write_results("hotspot_quality", tier, results, config=config, seed=seed, device=str(dev),
-                      wall_time_s=time.time() - t0, out_dir=out_dir, markdown=markdown_table(results))
+                      wall_time_s=time.time() - t0, out_dir=out_dir, markdown=markdown_table(results),
+                      commit=commit)
     return results
 
 

@@ -543,10 +543,11 @@ def run_training(out: str | os.PathLike, config: LocaliserTrainConfig | None = N
     from .datasets.spider import default_spider_dir
     from .landmarks import space_patients
     from .localise import save_localiser
-    from .results import write_results
+    from .results import git_commit, write_results
 
     config = config or LocaliserTrainConfig()
     t0 = time.perf_counter()
+    commit = git_commit()  # the code that runs, read before a run that may outlast a commit
     sdir = Path(spider_dir) if spider_dir is not None else default_spider_dir()
     have_spider = (sdir / "t2_space" / "images").is_dir()
     split = (split_patients(space_patients(sdir), config.split_seed) if have_spider
@@ -582,5 +583,5 @@ def run_training(out: str | os.PathLike, config: LocaliserTrainConfig | None = N
     }
     if results_tier:
         write_results("localiser", results_tier, results, config=asdict(config), seed=seed, device="cpu",
-                      wall_time_s=time.perf_counter() - t0, markdown=_markdown(results))
+                      wall_time_s=time.perf_counter() - t0, markdown=_markdown(results), commit=commit)
     return results

@@ -108,6 +108,7 @@ def write_results(
     wall_time_s: float,
     out_dir: str | os.PathLike | None = None,
     markdown: str | None = None,
+    commit: str | None = None,
 ) -> Path:
     """Write ``<out_dir>/<experiment>_<tier>.json`` (and ``.md`` if given).
 
@@ -129,6 +130,9 @@ def write_results(
         Defaults to :func:`results_dir`.
     markdown : str, optional
         A Markdown table written beside the JSON as ``<experiment>_<tier>.md``.
+    commit : str, optional
+        The commit of the code that ran, read when the run started (:func:`git_commit`);
+        default: read now (a long run may end after a later commit).
 
     Returns
     -------
@@ -141,7 +145,7 @@ def write_results(
         "experiment": experiment,
         "tier": tier,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "commit": git_commit(),
+        "commit": commit if commit is not None else git_commit(),
         "seed": int(seed),
         "device": device,
         "machine": machine_description(),

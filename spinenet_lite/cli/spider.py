@@ -88,7 +88,7 @@ def run_experiment(args: argparse.Namespace) -> int:
     """Handler of ``spinenet-lite experiment-spider``."""
     import hashlib
 
-    from ..results import write_results
+    from ..results import git_commit, write_results
     from ..spider_eval import (
         RECIPES,
         SPIDER_TIERS,
@@ -100,6 +100,7 @@ def run_experiment(args: argparse.Namespace) -> int:
         save_weights,
     )
 
+    commit = git_commit()  # the code that runs, read before a run that may outlast a commit
     recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
     bad = [r for r in recipes if r not in RECIPES]
     if bad:
@@ -141,7 +142,7 @@ def run_experiment(args: argparse.Namespace) -> int:
                                                              "source": args.source, "slices": args.slices,
                                                              "recipes": recipes},
                          seed=args.seed, device="cpu", wall_time_s=time.perf_counter() - start,
-                         out_dir=args.out_dir, markdown=md)
+                         out_dir=args.out_dir, markdown=md, commit=commit)
     print(md, end="")
     print(f"-> {path}")
     return 0
