@@ -131,32 +131,113 @@ def predict_classes(model: Any, volumes: Any, task: str, device: Any = None) -> 
 
 
 def _grad_maps(model: Any, x: Any, task: str, targets: Any) -> Any:
-    """``|d y_target / d x|`` for a batch ``x (N,9,H,W)``: one backward of the summed scores."""
+    """``|d y_target / d x|`` for a batch ``x (N,9,H,W)``: one backward of the summed scores.
+
+    In eval mode the samples of a batch are independent, so the gradient of the sum of
+    every sample's own target score is, sample by sample, that sample's own input
+    gradient. Only the input gradient is asked for (``torch.autograd.grad(..., x)``):
+    autograd computes no parameter gradient and writes no ``.grad``. The input is given
+    to the network in the channels-last layout, whose convolutions (forward and the
+    backward to the input) run about 20 % faster on a CPU than the default layout, with
+    the same numbers to float rounding.
+
+    Parameters
+    ----------
+    x : Tensor, shape (N, 9, H, W)
+    targets : Tensor of int64, shape (N,)
+
+    Returns
+    -------
+    Tensor, shape (N, 9, H, W), contiguous
+        ``|gradient|``, ``>= 0``.
+    """
     import torch
 
-    x = x.detach().requires_grad_(True)
+    x = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_(True)
     s = _scores(model, x, task)
     picked = s.gather(1, targets.view(-1, 1)).sum()
     (g,) = torch.autograd.grad(picked, x)
-    return g.abs()
+    return g.abs().contiguous()
+
+
+def _coverage(t: Any, shape: tuple[int, ...], invert_maps: Any) -> Any:
+    """``invert_maps(ones(shape), t)``, computed on one slice and the slice window.
+
+    How much of each original voxel every view saw. The in-plane transform is the same
+    for the 9 slices and the slice shift / flip only moves whole slices, so the
+    coverage is the in-plane coverage of a single slice times the 0 / 1 visibility of each
+    slice: two small resamplings instead of a full ``(N, 9, H, W)`` one, the same numbers.
+
+    Parameters
+    ----------
+    t : Transforms
+        ``N`` transforms.
+    shape : (N, S, H, W)
+    invert_maps : callable
+        :func:`spinenet_lite.augment.invert_maps`.
+
+    Returns
+    -------
+    Tensor, shape (N, S, H, W), float32
+        1 where the view saw the voxel, 0 where it was out of the window, fractions at
+        the in-plane border.
+    """
+    import torch
+
+    from .augment import Transforms
+
+    n, s, h, w = shape
+    dev = t.device
+    zero_i = torch.zeros(n, dtype=torch.int64, device=dev)
+    no_flip = torch.zeros(n, dtype=torch.bool, device=dev)
+    inplane = Transforms(angle=t.angle, shift_x=t.shift_x, shift_y=t.shift_y, shift_z=zero_i,
+                         scale=t.scale, intensity=t.intensity, flip=no_flip)
+    zero_f = torch.zeros(n, device=dev)
+    across = Transforms(angle=zero_f, shift_x=zero_f, shift_y=zero_f, shift_z=t.shift_z,
+                        scale=torch.ones(n, device=dev), intensity=zero_f, flip=t.flip)
+    plane = invert_maps(torch.ones(n, 1, h, w, device=dev), inplane)  # (N, 1, H, W)
+    window = invert_maps(torch.ones(n, s, 1, 1, device=dev), across)  # (N, S, 1, 1), 0 or 1
+    return plane * window
+
+
+def _paper_views(v: Any, n_aug: int, generator: Any) -> tuple[Any, Any]:
+    """The ``n_aug`` augmented views of each disc of ``v (D, 9, H, W)`` and their transforms.
+
+    Returns
+    -------
+    xa : Tensor, shape (D * n_aug, 9, H, W)
+        Disc ``i``'s views are rows ``i * n_aug ... (i + 1) * n_aug - 1``.
+    t : Transforms
+        ``D * n_aug`` transforms drawn from ``generator``.
+    """
+    sample_transforms, apply_transforms, _ = _augment_fns()
+    t = sample_transforms(v.shape[0] * n_aug, generator=generator, device=v.device)
+    return apply_transforms(v.repeat_interleave(n_aug, dim=0), t, intensity=True), t
+
+
+def _paper_average(g: Any, t: Any, n_aug: int) -> Any:
+    """Per-disc maps from the views' ``|gradient| g (D * n_aug, 9, H, W)``: back-mapped, averaged.
+
+    Returns
+    -------
+    Tensor, shape (D, 9, H, W)
+    """
+    import torch
+
+    _, _, invert_maps = _augment_fns()
+    d = g.shape[0] // n_aug
+    back = invert_maps(g, t).view(d, n_aug, *g.shape[1:]).sum(dim=1)
+    # How much of each original voxel every view saw (1 inside the view, 0 where the
+    # transform moved it out of the 112 x 224 x 9 window, fractions at the border).
+    seen = _coverage(t, tuple(g.shape), invert_maps).view(d, n_aug, *g.shape[1:]).sum(dim=1)
+    # Mean over the views in which the voxel was visible; 0 where it never was.
+    return torch.where(seen > 0.5, back / seen.clamp_min(1e-6), torch.zeros_like(back))
 
 
 def _paper_maps(model: Any, v: Any, task: str, targets: Any, n_aug: int, generator: Any) -> Any:
     """Augmentation-averaged maps for discs ``v (D,9,H,W)``: all D x n_aug views in one batch."""
-    import torch
-
-    sample_transforms, apply_transforms, invert_maps = _augment_fns()
-    d = v.shape[0]
-    t = sample_transforms(d * n_aug, generator=generator, device=v.device)
-    xs = v.repeat_interleave(n_aug, dim=0)
-    xa = apply_transforms(xs, t, intensity=True)
-    g = _grad_maps(model, xa, task, targets.repeat_interleave(n_aug))
-    back = invert_maps(g, t).view(d, n_aug, *g.shape[1:]).sum(dim=1)
-    # How much of each original voxel every view saw (1 inside the view, 0 where the
-    # transform moved it out of the 112 x 224 x 9 window, fractions at the border).
-    seen = invert_maps(torch.ones_like(g), t).view(d, n_aug, *g.shape[1:]).sum(dim=1)
-    # Mean over the views in which the voxel was visible; 0 where it never was.
-    return torch.where(seen > 0.5, back / seen.clamp_min(1e-6), torch.zeros_like(back))
+    xa, t = _paper_views(v, n_aug, generator)
+    return _paper_average(_grad_maps(model, xa, task, targets.repeat_interleave(n_aug)), t, n_aug)
 
 
 def _smoothgrad_maps(model: Any, v: Any, task: str, targets: Any, n_aug: int, seed: int) -> Any:
@@ -194,6 +275,7 @@ def hotspots_batch(
     device: Any = None,
     discs_per_batch: int = 1,
     progress: bool = False,
+    views_per_pass: int | None = None,
 ) -> np.ndarray:
     """Hotspot maps of many discs (see :func:`hotspots`), ``discs_per_batch`` discs a forward pass.
 
@@ -220,6 +302,14 @@ def hotspots_batch(
         Discs per forward pass (``discs_per_batch * n_aug`` images for ``"paper"``).
     progress : bool
         Show a tqdm bar.
+    views_per_pass : int, optional
+        ``"paper"`` only: run the views of several consecutive batches through one forward
+        and one backward pass, up to this many images (a batch bigger than that still goes
+        alone). The augmentations are still drawn per batch of ``discs_per_batch`` discs,
+        and in eval mode every image's gradient is its own (the backward of the sum of each
+        image's own target score), so the maps are those of separate passes, to float
+        rounding; larger passes just use a CPU's cores better (about 20-30 % less time at
+        96-128 images than at 32 on 2 cores). None (default): one pass per batch.
 
     Returns
     -------
@@ -237,6 +327,9 @@ def hotspots_batch(
         raise InputError(f"n_aug must be at least 1, got {n_aug}")
     if int(discs_per_batch) < 1:
         raise InputError(f"discs_per_batch must be at least 1, got {discs_per_batch}")
+    if views_per_pass is not None and int(views_per_pass) < 1:
+        raise InputError(f"views_per_pass must be at least 1 (or None), got {views_per_pass}")
+    limit = 0 if views_per_pass is None else int(views_per_pass)
     v = _check_volumes(volumes, batched=True)
     n_classes = get_task(task).n_classes
     dev = _resolve_device(model, device)
@@ -251,6 +344,20 @@ def hotspots_batch(
             raise InputError(f"targets must lie in 0..{n_classes - 1} for task {task!r}, got {tg.tolist()}")
     out = np.empty(v.shape, dtype=np.float32)
     starts = range(0, v.shape[0], int(discs_per_batch))
+    # "paper": (first disc, views, transforms, view targets) of batches not yet through the network
+    pending: list[tuple[int, Any, Any, Any]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        g = _grad_maps(model, torch.cat([p[1] for p in pending]), task, torch.cat([p[3] for p in pending]))
+        row = 0
+        for first, views, tf, _ in pending:
+            m = _paper_average(g[row:row + views.shape[0]], tf, int(n_aug))
+            out[first:first + m.shape[0]] = m.detach().float().cpu().numpy()
+            row += views.shape[0]
+        pending.clear()
+
     with _EvalMode(model):
         for k, s in enumerate(tqdm(starts, disable=not progress, desc=f"hotspots {task}", leave=False)):
             e = min(s + int(discs_per_batch), v.shape[0])
@@ -258,15 +365,19 @@ def hotspots_batch(
             t = torch.as_tensor(tg[s:e], dtype=torch.long, device=dev)
             stream = int(np.random.SeedSequence([int(seed), k]).generate_state(1)[0])
             if method == "paper":
-                gen = torch.Generator().manual_seed(stream)
-                m = _paper_maps(model, x, task, t, int(n_aug), gen)
-            elif method == "gradient":
+                xa, tf = _paper_views(x, int(n_aug), torch.Generator().manual_seed(stream))
+                if pending and sum(p[1].shape[0] for p in pending) + xa.shape[0] > limit:
+                    flush()
+                pending.append((s, xa, tf, t.repeat_interleave(int(n_aug))))
+                continue
+            if method == "gradient":
                 m = _grad_maps(model, x, task, t)
             elif method == "smoothgrad":
                 m = _smoothgrad_maps(model, x, task, t, int(n_aug), stream)
             else:
                 m = _gradcam_maps(model, x, task, t)
             out[s:e] = m.detach().float().cpu().numpy()
+        flush()
     np.maximum(out, 0, out=out)
     return out
 
@@ -359,6 +470,8 @@ def to_scan_overlay(
         m = np.asarray(m, dtype=np.float32)
         if normalise and m.max() > 0:
             m = m / m.max()
-        on_scan = np.nan_to_num(np.asarray(g.to_scan(m, shape), dtype=np.float32))
-        np.maximum(out, on_scan, out=out)
-    return out
+        # fmax skips NaN (``out`` is never NaN, starts at 0): the same as replacing NaN by 0
+        # first, in one pass over the scan instead of nan_to_num's several and a copy.
+        np.fmax(out, np.asarray(g.to_scan(m, shape), dtype=np.float32), out=out)
+    # what nan_to_num did to +inf (-inf never beats the 0 start)
+    return np.nan_to_num(out, copy=False)

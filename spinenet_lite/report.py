@@ -44,9 +44,14 @@ def _figure(figsize: tuple[float, float]) -> Figure:
 
 
 def figure_png(fig: Figure) -> bytes:
-    """A figure as PNG bytes (the figure is not shown or kept by pyplot)."""
+    """A figure as PNG bytes (the figure is not shown or kept by pyplot).
+
+    zlib level 3 instead of Pillow's default 6: lossless all the same (pixels identical),
+    about a quarter less time in ``savefig`` for the overview and a file of about the same
+    size (its flat background compresses as well at either level).
+    """
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=_DPI)
+    fig.savefig(buf, format="png", dpi=_DPI, pil_kwargs={"compress_level": 3})
     return buf.getvalue()
 
 

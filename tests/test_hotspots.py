@@ -178,3 +178,77 @@ def test_paper_map_has_no_coverage_envelope() -> None:
     assert interior.min() > 0.9 and interior.max() < 1.1
     edge_slices = hmap[[0, -1], 20:-20, 40:-40]
     assert abs(edge_slices.mean() - interior.mean()) < 0.05
+
+
+def test_coverage_equals_the_full_inverse_of_ones() -> None:
+    # the one-slice coverage shortcut of the paper's method must be the full resampling, bit for bit
+    from spinenet_lite.augment import invert_maps, sample_transforms
+
+    t = sample_transforms(24, generator=torch.Generator().manual_seed(5))
+    full = invert_maps(torch.ones(24, *SHAPE), t)
+    fast = hs._coverage(t, (24, *SHAPE), invert_maps)
+    assert torch.equal(fast, full)
+    assert 0 < float(full.mean()) < 1  # the draw did push voxels out of view
+
+
+def _reference_paper_maps(model, vols, task, targets, n_aug, seed):
+    """The paper's method written out plainly: per disc, default memory layout, full coverage."""
+    from spinenet_lite.augment import apply_transforms, invert_maps, sample_transforms
+
+    out = []
+    model.eval()
+    for k, (vol, target) in enumerate(zip(vols, targets)):
+        stream = int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+        t = sample_transforms(n_aug, generator=torch.Generator().manual_seed(stream))
+        x = apply_transforms(torch.from_numpy(vol)[None].repeat(n_aug, 1, 1, 1), t).requires_grad_(True)
+        model(x)[task][:, target].sum().backward()
+        g = x.grad.abs()
+        back = invert_maps(g, t).sum(0)
+        seen = invert_maps(torch.ones_like(g), t).sum(0)
+        out.append(torch.where(seen > 0.5, back / seen.clamp_min(1e-6), torch.zeros_like(back)))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("channels_last_model, views_per_pass", [(False, None), (True, None), (True, 12)])
+def test_paper_maps_equal_a_plain_reference_computation(channels_last_model, views_per_pass) -> None:
+    # the optimised path (channels-last input, one-slice coverage, several discs' views in one
+    # pass) against the method written out plainly, on a tiny SpineNet; with a channels-last
+    # model as ``predict`` passes it
+    from spinenet_lite.model import SpineNet
+
+    torch.manual_seed(0)
+    model = SpineNet("conv5", width=0.0625, dropout=0.5)
+    vols = np.stack([_lesion_volume(s)[0] for s in range(3)])
+    targets = np.array([1, 0, 1])
+    ref = _reference_paper_maps(model, vols, TASK, targets, n_aug=6, seed=3)
+    for p in model.parameters():
+        p.grad = None
+    if channels_last_model:
+        model = model.to(memory_format=torch.channels_last)
+    model.train()
+    got = hs.hotspots_batch(model, vols, TASK, targets=targets, method="paper", n_aug=6, seed=3,
+                            views_per_pass=views_per_pass)
+    assert model.training and all(p.grad is None for p in model.parameters())
+    assert float(ref.abs().max()) > 0
+    torch.testing.assert_close(torch.from_numpy(got), ref, rtol=1e-4, atol=1e-6 * float(ref.abs().max()))
+    # and the seed matters: another seed's maps are not within that tolerance
+    other = hs.hotspots_batch(model, vols, TASK, targets=targets, method="paper", n_aug=6, seed=4)
+    assert not np.allclose(other, ref.numpy(), rtol=1e-4, atol=1e-6 * float(ref.abs().max()))
+
+
+class _NanGeometry(_FakeGeometry):
+    def to_scan(self, m, scan_shape):
+        out = super().to_scan(m, scan_shape)
+        out[0, 0, 0], out[0, 0, 1], out[0, 0, 2] = np.nan, np.inf, -np.inf
+        return out
+
+
+def test_to_scan_overlay_treats_nan_and_inf_like_nan_to_num() -> None:
+    a = np.zeros(SHAPE, np.float32)
+    a[0, 1, 1] = 2.0
+    geoms = [_NanGeometry(0), _FakeGeometry(3)]
+    got = hs.to_scan_overlay([a, a], geoms, (9, 200, 300), normalise=False)
+    want = np.zeros((9, 200, 300), np.float32)
+    for g in geoms:  # the straightforward rule: NaN -> 0, +-inf -> +-max float, then the maximum
+        np.maximum(want, np.nan_to_num(g.to_scan(a, (9, 200, 300))), out=want)
+    assert np.array_equal(got, want) and got[0, 0, 1] == np.finfo(np.float32).max and got[0, 0, 0] == 0

@@ -89,3 +89,15 @@ def test_html_self_contained_and_escaped(pred, tmp_path):
 def test_render_without_images(pred):
     text = render_html(pred, {})
     assert "<img" not in text and "Findings:" in text
+
+
+def test_figure_png_is_lossless(pred):
+    # the faster zlib level must not change a pixel of what Pillow's default level writes
+    from spinenet_lite.report import figure_png
+
+    fig = overview_figure(pred)
+    default = io.BytesIO()
+    fig.savefig(default, format="png", dpi=fig.dpi)
+    a = np.asarray(Image.open(io.BytesIO(figure_png(fig))))
+    b = np.asarray(Image.open(io.BytesIO(default.getvalue())))
+    assert a.shape == b.shape and a.size > 0 and np.array_equal(a, b)
