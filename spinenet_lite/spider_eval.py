@@ -425,6 +425,12 @@ def evaluate_spider(
 ) -> dict[str, Any]:
     """Localise, extract, grade (54-view TTA) and score every graded disc of a SPIDER folder.
 
+    Every disc is graded on all the slices its study holds (the 4 mm slabs of a T2 SPACE
+    study, the one slice of a mid-sagittal PNG). The shipped real-scan model was trained on
+    all 30 T2 SPACE patients of the shared subset, so its scores on that subset are
+    in-sample: the cross-validation (``spinenet-lite experiment-spider``) is the honest
+    estimate there; a SPIDER-layout folder of other patients is a real test.
+
     Parameters
     ----------
     data_dir : path, optional
@@ -451,8 +457,9 @@ def evaluate_spider(
 
     dev = resolve_device(device)
     model = _load(weights, dev)
-    discs, report = build_discs(data_dir, source=source, corners=corners,
-                                localiser_weights=localiser_weights, device=str(dev), progress=progress)
+    # every slice the study holds (a T2 SPACE study: its 4 mm slabs), as the shipped model was trained
+    discs, report = build_discs(data_dir, source=source, corners=corners, localiser_weights=localiser_weights,
+                                device=str(dev), progress=progress, centre_only=False)
     probs = predict(model, discs.volumes, tta=tta, batch_size=batch_size, device=dev, progress=progress)
     pred = predict_labels(probs)
     out = {"n_studies": int(report["n_studies"]), "n_discs": int(len(discs))}
