@@ -400,6 +400,49 @@ def _resolve_levels(levels: Sequence[str | int] | None) -> list[int]:
 
 
 # --------------------------------------------------------------- public API
+PAD_MODES: tuple[str, ...] = ("zero", "replicate")
+"""How :func:`pad_missing_slices` fills the slice positions a scan does not cover."""
+
+
+def pad_missing_slices(volumes: np.ndarray, geometries: Sequence[DiscGeometry],
+                       mode: str = "zero") -> np.ndarray:
+    """Fill the slice positions of disc volumes that lie outside the scan.
+
+    ``"zero"`` leaves them empty, as the paper does for series of fewer than nine slices.
+    ``"replicate"`` copies the nearest slice the scan does cover (ties: the lower index).
+    For a single 2D image, a nine-slice model then sees the one real slice nine times
+    instead of among eight empty slices, which it never met in training; measured in
+    ``benchmarks/spider_single_slice.py``.
+
+    Parameters
+    ----------
+    volumes : ndarray, shape (D, 9, H, W)
+    geometries : sequence of DiscGeometry
+        One per disc; ``valid (9,)`` says which positions the scan covers.
+    mode : {"zero", "replicate"}
+
+    Returns
+    -------
+    ndarray, shape (D, 9, H, W)
+        A new array (the input is not modified); a disc with no covered position is left
+        as it is.
+    """
+    if mode not in PAD_MODES:
+        raise InputError(f"unknown padding {mode!r}; use one of {', '.join(PAD_MODES)}")
+    vols = np.array(volumes, copy=True)
+    if mode == "zero":
+        return vols
+    if len(geometries) != len(vols):
+        raise InputError(f"{len(vols)} volumes but {len(geometries)} geometries")
+    for d, geom in enumerate(geometries):
+        covered = np.flatnonzero(np.asarray(geom.valid, dtype=bool))
+        if covered.size == 0:
+            continue
+        for z in np.flatnonzero(~np.asarray(geom.valid, dtype=bool)):
+            vols[d, z] = vols[d, covered[np.argmin(np.abs(covered - z))]]
+    return vols
+
+
 def extract_discs(
     scan: Scan,
     corners: np.ndarray,

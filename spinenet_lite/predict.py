@@ -327,6 +327,7 @@ def predict(
     report: bool = True,
     n_aug: int = HOTSPOT_AUGMENTATIONS,
     seed: int = 0,
+    pad: str = "zero",
 ) -> Prediction:
     """Grade one study and write its report.
 
@@ -364,6 +365,10 @@ def predict(
         Augmentations per hotspot map.
     seed : int
         Seed of the hotspot augmentations.
+    pad : {"zero", "replicate"}
+        Disc-volume slice positions the scan does not cover: empty, as the paper does
+        (default), or copies of the nearest covered slice
+        (:func:`spinenet_lite.extract.pad_missing_slices`; better for a single 2D image).
 
     Returns
     -------
@@ -384,12 +389,14 @@ def predict(
     from .config import resolve_device
     from .evaluate import predict as tta_predict
     from .evaluate import predict_labels
-    from .extract import extract_discs
+    from .extract import PAD_MODES, extract_discs, pad_missing_slices
     from .hotspots import hotspots_batch
     from .weights import load_grader
 
     if int(n_aug) < 1:
         raise InputError(f"n_aug must be a positive number of augmentations; got {n_aug}")
+    if pad not in PAD_MODES:
+        raise InputError(f"unknown padding {pad!r}; use one of {', '.join(PAD_MODES)}")
     timings: dict[str, float] = {}
     cpu: dict[str, float] = {}
     clock: list[float] = []
@@ -439,6 +446,8 @@ def predict(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         discs = extract_discs(scan, c)
+    if pad != "zero":
+        discs.volumes = pad_missing_slices(discs.volumes, discs.geometries, pad)
     notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     if len(discs) == 0:
         raise TooFewDiscsError("no disc could be cut from this scan (no slice shows two adjacent bodies); "

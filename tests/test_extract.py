@@ -133,6 +133,28 @@ def test_single_slice_scan():
     assert not v[:, others].any()
 
 
+def test_pad_missing_slices_replicates_the_nearest_covered_slice():
+    from spinenet_lite.extract import pad_missing_slices
+
+    scan, corners, _ = toy_spine(n_slices=1)
+    discs = extract_discs(scan, corners)
+    before = discs.volumes.copy()
+    rep = pad_missing_slices(discs.volumes, discs.geometries, "replicate")
+    for z in range(N_SLICES):  # a 2D image: its one slice in all nine positions
+        np.testing.assert_array_equal(rep[:, z], before[:, N_SLICES // 2])
+    np.testing.assert_array_equal(pad_missing_slices(discs.volumes, discs.geometries, "zero"), before)
+    np.testing.assert_array_equal(discs.volumes, before)  # the input is not modified
+    scan3, corners3, _ = toy_spine(n_slices=3)  # positions 3, 4, 5 covered
+    d3 = extract_discs(scan3, corners3)
+    r3 = pad_missing_slices(d3.volumes, d3.geometries, "replicate")
+    covered = np.flatnonzero(d3.geometries[0].valid)
+    assert list(covered) == [3, 4, 5]
+    np.testing.assert_array_equal(r3[0, :3], np.repeat(d3.volumes[0, 3:4], 3, axis=0))
+    np.testing.assert_array_equal(r3[0, 6:], np.repeat(d3.volumes[0, 5:6], 3, axis=0))
+    with pytest.raises(InputError, match="padding"):
+        pad_missing_slices(discs.volumes, discs.geometries, "mirror")
+
+
 def test_resampling_thin_slices():
     scan, corners, _ = toy_spine(n_slices=21)
     scan.slice_spacing = 1.0

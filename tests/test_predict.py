@@ -162,6 +162,13 @@ def test_png_input(study, tiny, tmp_path):
     pred = predict(png, None, weights=tiny, corners=st.corners[:, s:s + 1], spacing_mm=st.scan.pixel_spacing,
                    hotspots=False, tta=False, device="cpu", progress=False)
     assert pred.scan.shape == (1, *img.shape) and len(pred.levels) == 6
+    # the one slice in all nine positions instead of among eight empty ones: other probabilities
+    rep = predict(png, None, weights=tiny, corners=st.corners[:, s:s + 1], spacing_mm=st.scan.pixel_spacing,
+                  hotspots=False, tta=False, device="cpu", progress=False, pad="replicate")
+    assert rep.levels == pred.levels
+    assert any(not np.allclose(rep.probs[t], pred.probs[t]) for t in pred.probs)
+    with pytest.raises(InputError, match="padding"):
+        predict(png, None, weights=tiny, spacing_mm=st.scan.pixel_spacing, progress=False, pad="mirror")
 
 
 def test_compare_table(run):

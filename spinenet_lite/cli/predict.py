@@ -35,6 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="pixel spacing of a 2D image in mm (one value, or row and column)")
     p.add_argument("--series", default=None, metavar="UID", help="SeriesInstanceUID when PATH holds several")
     p.add_argument("--no-hotspots", action="store_true", help="skip the hotspot maps (faster)")
+    p.add_argument("--pad", choices=("zero", "replicate"), default="zero",
+                   help="disc-volume slices the scan does not cover: empty as the paper does (default), or "
+                        "copies of the nearest slice (better for a single 2D image; "
+                        "benchmarks/spider_single_slice.py)")
     p.add_argument("--hotspot-aug", type=int, default=32, metavar="N",
                    help="augmentations averaged per hotspot map (default 32; fewer is faster and noisier)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -110,7 +114,7 @@ def run_predict(args: argparse.Namespace) -> int:
         spacing = args.spacing[0] if len(args.spacing) == 1 else tuple(args.spacing)
     pred = predict(args.path, args.out, weights=args.weights, localiser=args.localiser, device=args.device,
                    hotspots=not args.no_hotspots, spacing_mm=spacing, series_uid=args.series,
-                   progress=not args.no_progress, n_aug=args.hotspot_aug)
+                   progress=not args.no_progress, n_aug=args.hotspot_aug, pad=args.pad)
     _print_summary(pred, Path(args.out))
     return 0
 
