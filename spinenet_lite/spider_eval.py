@@ -175,8 +175,12 @@ def _corners_for(scan: Scan, patient: str, corners: CornersHook | None, localise
 
 
 def study_discs(scan: Scan, corners: np.ndarray, *, resample_slice_mm: float | None = None,
-                centre_only: bool = False) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+                centre_only: bool = False, pad: str = "zero") -> tuple[np.ndarray, np.ndarray, list[Any]]:
     """Extract one study's discs as uint8.
+
+    ``centre_only`` keeps the centre slice alone; ``pad`` fills the positions the study
+    (or ``centre_only``) leaves empty: ``"zero"`` (the paper) or ``"replicate"`` (the
+    nearest kept slice, :func:`spinenet_lite.extract.pad_missing_slices`).
 
     Returns
     -------
@@ -185,14 +189,16 @@ def study_discs(scan: Scan, corners: np.ndarray, *, resample_slice_mm: float | N
     geometries : list of DiscGeometry
     """
     from .cache import to_uint8
-    from .extract import extract_discs
+    from .extract import extract_discs, pad_missing_slices
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dv = extract_discs(scan, corners, resample_slice_mm=resample_slice_mm)
-    vols = to_uint8(dv.volumes)
+    vols = to_uint8(dv.volumes if centre_only else pad_missing_slices(dv.volumes, dv.geometries, pad))
     if centre_only:
         vols = single_slice(vols)
+        if pad == "replicate":
+            vols = np.repeat(vols[:, 4:5], vols.shape[1], axis=1)
     return vols, dv.level_indices, list(dv.geometries)
 
 
@@ -206,6 +212,7 @@ def build_discs(
     patients: Sequence[str] | None = None,
     centre_only: bool = True,
     progress: bool | None = None,
+    pad: str = "zero",
 ) -> tuple[SpiderDiscs, dict[str, Any]]:
     """Extract every graded disc of every T2 study of one source in a SPIDER-layout folder.
 
@@ -224,6 +231,8 @@ def build_discs(
         Only these patients (default: all graded ones of the source).
     centre_only : bool
         SPACE only: keep the centre slice (like a mid-sagittal PNG).
+    pad : {"zero", "replicate"}
+        Empty slice positions: zeros (the paper) or the nearest kept slice (:func:`study_discs`).
     progress : bool or None
         tqdm bar (``None``: only on a TTY).
 
@@ -263,7 +272,7 @@ def build_discs(
             if source == "midsag":
                 scan = read_midsag(pid, root)
                 c = _corners_for(scan, pid, corners, localiser_weights, device)
-                v, lv, _ = study_discs(scan, c)
+                v, lv, _ = study_discs(scan, c, pad=pad)
             else:
                 from .landmarks import corners_from_vertebra_mask, read_space_study
 
@@ -274,7 +283,7 @@ def build_discs(
                         c, _ = corners_from_vertebra_mask(mask)
                 else:
                     c = _corners_for(scan, pid, corners, localiser_weights, device)
-                v, lv, _ = study_discs(scan, c, resample_slice_mm=4.0, centre_only=centre_only)
+                v, lv, _ = study_discs(scan, c, resample_slice_mm=4.0, centre_only=centre_only, pad=pad)
         except (LandmarkError, InputError) as exc:
             failed[pid] = str(exc)[:200]
             continue
@@ -422,6 +431,7 @@ def evaluate_spider(
     tta: bool = True,
     batch_size: int = 108,
     progress: bool | None = None,
+    pad: str = "zero",
 ) -> dict[str, Any]:
     """Localise, extract, grade (54-view TTA) and score every graded disc of a SPIDER folder.
 
@@ -445,6 +455,9 @@ def evaluate_spider(
         The paper's 54 test views (default) or the centre view.
     batch_size, progress
         Passed to :func:`spinenet_lite.evaluate.predict`.
+    pad : {"zero", "replicate"}
+        Slice positions a study does not cover: empty (the paper's padding) or copies of the
+        nearest covered slice (:func:`spinenet_lite.extract.pad_missing_slices`).
 
     Returns
     -------
@@ -454,12 +467,15 @@ def evaluate_spider(
     """
     from .config import resolve_device
     from .evaluate import predict, predict_labels
+    from .extract import PAD_MODES
 
+    if pad not in PAD_MODES:
+        raise InputError(f"unknown padding {pad!r}; use one of {', '.join(PAD_MODES)}")
     dev = resolve_device(device)
     model = _load(weights, dev)
     # every slice the study holds (a T2 SPACE study: its 4 mm slabs), as the shipped model was trained
     discs, report = build_discs(data_dir, source=source, corners=corners, localiser_weights=localiser_weights,
-                                device=str(dev), progress=progress, centre_only=False)
+                                device=str(dev), progress=progress, centre_only=False, pad=pad)
     probs = predict(model, discs.volumes, tta=tta, batch_size=batch_size, device=dev, progress=progress)
     pred = predict_labels(probs)
     out = {"n_studies": int(report["n_studies"]), "n_discs": int(len(discs))}

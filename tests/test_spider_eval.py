@@ -142,6 +142,13 @@ def test_build_discs_errors(fake_spider, tmp_path):
         se.build_discs(root, corners=bad, progress=False)
 
 
+def _first_study(root, corners):
+    from spinenet_lite.datasets.spider import read_midsag
+
+    scan = read_midsag("3", root)
+    return scan, corners["3"]
+
+
 def test_evaluate_spider_output_format(fake_spider, tmp_path):
     root, corners = fake_spider
     out = se.evaluate_spider(root, weights=_tiny_model(), corners=corners, tta=False, progress=False)
@@ -156,6 +163,14 @@ def test_evaluate_spider_output_format(fake_spider, tmp_path):
     json.dumps(out)
     with pytest.raises(WeightsError, match="not found"):
         se.evaluate_spider(root, weights=tmp_path / "none.pt", corners=corners)
+    # one-slice PNGs: replicating the slice gives the model other inputs, hence (here) other scores
+    rep = se.evaluate_spider(root, weights=_tiny_model(), corners=corners, tta=False, progress=False,
+                             pad="replicate")
+    assert rep["n_discs"] == out["n_discs"] and rep != out
+    vols, _, _ = se.study_discs(*_first_study(root, corners), pad="replicate")
+    assert all((vols[:, z] == vols[:, 4]).all() for z in range(9))
+    with pytest.raises(InputError, match="padding"):
+        se.evaluate_spider(root, weights=_tiny_model(), corners=corners, pad="mirror")
 
 
 def test_save_weights_round_trip_and_cli(fake_spider, tmp_path, monkeypatch):

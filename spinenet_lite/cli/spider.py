@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--source", default="midsag", choices=("midsag", "space"),
                    help="mid-sagittal PNGs with the localiser (default) or T2 SPACE with mask corners")
     p.add_argument("--no-tta", action="store_true", help="score the centre view only")
+    p.add_argument("--pad", choices=("zero", "replicate"), default="zero",
+                   help="disc-volume slices a study does not cover: empty as the paper does (default), or "
+                        "copies of the nearest slice (better for the one-slice mid-sagittal PNGs)")
     p.set_defaults(func=run_evaluate)
 
     q = subparsers.add_parser(
@@ -74,7 +77,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
                          "overview.csv are needed)")
     start = time.perf_counter()
     out = evaluate_spider(args.data_dir, weights=args.weights, device=args.device, source=args.source,
-                          tta=not args.no_tta, progress=None)
+                          tta=not args.no_tta, progress=None, pad=args.pad)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(to_jsonable(out), indent=2) + "\n")
     acc = ", ".join(f"{t} {100 * v['per_class_accuracy']:.1f}" for t, v in out["tasks"].items())
