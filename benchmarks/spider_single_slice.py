@@ -36,7 +36,7 @@ OUT = Path(__file__).resolve().parent / "results" / "spider_single_slice.json"
 def inputs(volumes: np.ndarray) -> dict[str, np.ndarray]:
     """The three ways to present discs ``(N, 9, H, W)`` uint8: slabs, zero-padded and replicated centre."""
     return {"slabs": volumes, "centre_zero_padded": se.single_slice(volumes),
-            "centre_replicated": np.repeat(volumes[:, 4:5], volumes.shape[1], axis=1)}
+            "centre_replicated": se.centre_replicated(volumes)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -404,6 +404,13 @@ PAD_MODES: tuple[str, ...] = ("zero", "replicate")
 """How :func:`pad_missing_slices` fills the slice positions a scan does not cover."""
 
 
+def check_pad_mode(mode: str) -> str:
+    """``mode`` if it is one of :data:`PAD_MODES`, else :class:`InputError` (checked before slow steps)."""
+    if mode not in PAD_MODES:
+        raise InputError(f"unknown padding {mode!r}; use one of {', '.join(PAD_MODES)}")
+    return mode
+
+
 def pad_missing_slices(volumes: np.ndarray, geometries: Sequence[DiscGeometry],
                        mode: str = "zero") -> np.ndarray:
     """Fill the slice positions of disc volumes that lie outside the scan.
@@ -427,8 +434,7 @@ def pad_missing_slices(volumes: np.ndarray, geometries: Sequence[DiscGeometry],
         A new array (the input is not modified); a disc with no covered position is left
         as it is.
     """
-    if mode not in PAD_MODES:
-        raise InputError(f"unknown padding {mode!r}; use one of {', '.join(PAD_MODES)}")
+    check_pad_mode(mode)
     vols = np.array(volumes, copy=True)
     if mode == "zero":
         return vols

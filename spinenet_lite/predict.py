@@ -389,14 +389,13 @@ def predict(
     from .config import resolve_device
     from .evaluate import predict as tta_predict
     from .evaluate import predict_labels
-    from .extract import PAD_MODES, extract_discs, pad_missing_slices
+    from .extract import check_pad_mode, extract_discs, pad_missing_slices
     from .hotspots import hotspots_batch
     from .weights import load_grader
 
     if int(n_aug) < 1:
         raise InputError(f"n_aug must be a positive number of augmentations; got {n_aug}")
-    if pad not in PAD_MODES:
-        raise InputError(f"unknown padding {pad!r}; use one of {', '.join(PAD_MODES)}")
+    check_pad_mode(pad)
     timings: dict[str, float] = {}
     cpu: dict[str, float] = {}
     clock: list[float] = []

@@ -153,6 +153,11 @@ def single_slice(volumes: np.ndarray) -> np.ndarray:
     return out
 
 
+def centre_replicated(volumes: np.ndarray) -> np.ndarray:
+    """Copy of ``volumes (N, 9, H, W)`` with the centre slice (4) in all nine positions."""
+    return np.repeat(volumes[:, 4:5], volumes.shape[1], axis=1)
+
+
 def _localise_corners(scan: Scan, localiser_weights: Any, device: str) -> np.ndarray:
     try:
         from .localise import localise
@@ -198,7 +203,7 @@ def study_discs(scan: Scan, corners: np.ndarray, *, resample_slice_mm: float | N
     if centre_only:
         vols = single_slice(vols)
         if pad == "replicate":
-            vols = np.repeat(vols[:, 4:5], vols.shape[1], axis=1)
+            vols = centre_replicated(vols)
     return vols, dv.level_indices, list(dv.geometries)
 
 
@@ -467,10 +472,9 @@ def evaluate_spider(
     """
     from .config import resolve_device
     from .evaluate import predict, predict_labels
-    from .extract import PAD_MODES
+    from .extract import check_pad_mode
 
-    if pad not in PAD_MODES:
-        raise InputError(f"unknown padding {pad!r}; use one of {', '.join(PAD_MODES)}")
+    check_pad_mode(pad)
     dev = resolve_device(device)
     model = _load(weights, dev)
     # every slice the study holds (a T2 SPACE study: its 4 mm slabs), as the shipped model was trained
