@@ -318,7 +318,7 @@ def cached_discs(
     rebuild: bool = False,
     **kwargs: Any,
 ) -> SpiderDiscs:
-    """:func:`build_discs` once, then from ``<cache_dir>/spider_<source>[_allslices].npz``.
+    """:func:`build_discs` once, then from ``<cache_dir>/spider_<source>[_allslices][_replicated].npz``.
 
     ``cache_dir`` defaults to ``data/cache`` (git-ignored). The cache is rebuilt when
     the SPIDER folder or the options differ from those recorded with it.
@@ -326,7 +326,9 @@ def cached_discs(
     root = Path(spider_dir) if spider_dir is not None else default_spider_dir()
     folder = Path(cache_dir) if cache_dir is not None else repo_root() / "data" / "cache"
     all_slices = kwargs.get("centre_only", True) is False
-    file = folder / f"spider_{source}{'_allslices' if all_slices else ''}.npz"
+    replicated = kwargs.get("pad", "zero") == "replicate"
+    suffix = ("_allslices" if all_slices else "") + ("_replicated" if replicated else "")
+    file = folder / f"spider_{source}{suffix}.npz"
     stamp = json.dumps({"dir": str(root.resolve()), "source": source,
                         "options": {k: str(v) for k, v in sorted(kwargs.items()) if k != "progress"}})
     if file.is_file() and not rebuild:
@@ -767,7 +769,10 @@ def markdown_table(cv: Mapping[str, Any]) -> str:
                "centre": "; the centre slice of each disc only",
                "mixed": "; every T2 SPACE slice of the disc (resampled to 4 mm), the trained recipes also "
                         "trained on each disc's centre slice alone, '(1 slice)' columns scored on the test "
-                        "discs' centre slice alone"}.get(cv.get("slices"), "") + ".\n")
+                        "discs' centre slice alone"}.get(cv.get("slices"), "")
+            + ("; the slice copied into all nine positions" if cv.get("pad") == "replicate" else "")
+            + ("; mid-sagittal PNGs, discs found by the localiser" if cv.get("source") == "midsag" else "")
+            + ".\n")
     return "\n".join(lines) + "\n" + note
 
 

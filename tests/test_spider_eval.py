@@ -265,16 +265,24 @@ def test_experiment_cli_ci(fake_spider, tmp_path, monkeypatch):
         warnings.simplefilter("ignore")
         rc = main(["experiment-spider", "--tier", "ci", "--data-dir", str(root), "--source", "midsag",
                    "--recipes", "scratch", "--out-dir", str(tmp_path), "--cache-dir", str(tmp_path / "c"),
-                   "--save-weights", str(w)])
-    assert rc == 0 and w.is_file() and (tmp_path / "c" / "spider_midsag.npz").is_file()
-    rec = read_results("spider_cv", "ci", tmp_path)
-    assert rec["results"]["best_recipe"] == "scratch"
+                   "--pad", "replicate", "--save-weights", str(w)])
+    cache = tmp_path / "c" / "spider_midsag_replicated.npz"
+    assert rc == 0 and w.is_file() and cache.is_file()
+    with np.load(cache) as z:  # the one PNG slice in all nine positions, as a 2D study is graded
+        vols = z["volumes"]
+    assert vols[:, 4].any() and (vols == vols[:, 4:5]).all()
+    rec = read_results("spider_cv_midsag_replicated", "ci", tmp_path)
+    assert rec["results"]["best_recipe"] == "scratch" and rec["results"]["pad"] == "replicate"
+    assert "--pad replicate" in rec["results"]["weights"]["command"]
     assert len(rec["results"]["weights"]["sha256"]) == 64
-    assert (tmp_path / "spider_cv_ci.md").read_text().startswith("| metric |")
+    md = (tmp_path / "spider_cv_midsag_replicated_ci.md").read_text()
+    assert md.startswith("| metric |") and "all nine positions" in md
     assert main(["experiment-spider", "--tier", "ci", "--recipes", "bogus"]) == 2
     # every slice of a disc exists only in a 3D source: a mid-sagittal PNG is refused with a reason
     assert main(["experiment-spider", "--tier", "ci", "--data-dir", str(root), "--source", "midsag",
                  "--slices", "all"]) == 2
+    assert main(["experiment-spider", "--tier", "ci", "--data-dir", str(root), "--source", "space",
+                 "--slices", "all", "--pad", "replicate"]) == 2
 
 
 def test_real_spider_space_discs(spider_dir, tmp_path):

@@ -54,6 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "PNG), all slices (the 1 mm T2 SPACE slices resampled to 4 mm, zero-padded to 9), or "
                         "mixed: all slices, and the trained recipes also learn from each disc's centre slice "
                         "alone; scored on both")
+    q.add_argument("--pad", choices=("zero", "replicate"), default="zero",
+                   help="slice positions a disc volume does not cover: zeros as the paper does (default), or "
+                        "copies of the nearest slice: with --source midsag (or space with centre slices) "
+                        "a model for single 2D images, trained and scored on the slice in all nine positions")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--synthetic", type=Path, default=None,
                    help="synthetic-cohort checkpoint (default data/weights/spinenet_synthetic.pt)")
@@ -112,8 +116,11 @@ def run_experiment(args: argparse.Namespace) -> int:
     if args.slices != "centre" and args.source != "space":
         raise InputError(f"--slices {args.slices} needs --source space (a mid-sagittal PNG is one slice)")
     mixed = args.slices == "mixed"
+    if args.pad != "zero" and args.slices != "centre":
+        raise InputError(f"--pad {args.pad} applies to one-slice discs: use it with --slices centre")
     discs = cached_discs(args.data_dir, source=args.source, cache_dir=args.cache_dir, progress=None,
-                         **({} if args.slices == "centre" else {"centre_only": False}))
+                         **({} if args.slices == "centre" else {"centre_only": False}),
+                         **({} if args.pad == "zero" else {"pad": args.pad}))
     cv = cross_validate(discs, tier=args.tier, seed=args.seed, recipes=recipes, synthetic=args.synthetic,
                         workers=args.workers, progress=None, single_slice_copies=mixed)
     for r in recipes:
@@ -123,6 +130,7 @@ def run_experiment(args: argparse.Namespace) -> int:
     cv["best_recipe"] = best
     cv["source"] = args.source
     cv["slices"] = args.slices
+    cv["pad"] = args.pad
     if any(r != "scratch" for r in recipes):
         from ..spider_eval import synthetic_weights
 
@@ -136,13 +144,17 @@ def run_experiment(args: argparse.Namespace) -> int:
         cv["weights"] = {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                          "recipe": best,
                          "command": f"spinenet-lite experiment-spider --tier {args.tier} --source "
-                                    f"{args.source} --slices {args.slices} --seed {args.seed} "
+                                    f"{args.source} --slices {args.slices} --pad {args.pad} "
+                                    f"--seed {args.seed} "
                                     f"--recipes {','.join(recipes)}"
                                     + (f" --synthetic {args.synthetic}" if args.synthetic else "")
                                     + f" --save-weights {args.save_weights}"}
     md = markdown_table(cv) + f"\nBest trained recipe: {best}.\n"
-    path = write_results("spider_cv", args.tier, cv, config={"tier": SPIDER_TIERS[args.tier],
+    name = ("spider_cv" + ("_midsag" if args.source == "midsag" else "") + ("_mixed" if mixed else "")
+            + ("_replicated" if args.pad == "replicate" else ""))
+    path = write_results(name, args.tier, cv, config={"tier": SPIDER_TIERS[args.tier],
                                                              "source": args.source, "slices": args.slices,
+                                                             "pad": args.pad,
                                                              "recipes": recipes},
                          seed=args.seed, device="cpu", wall_time_s=time.perf_counter() - start,
                          out_dir=args.out_dir, markdown=md, commit=commit)
