@@ -44,8 +44,10 @@ __all__ = [
     "FINDING_THRESHOLDS",
     "IMAGE_SUFFIXES",
     "MIN_VERTEBRAE",
+    "ONE_SLICE_GRADER",
     "Prediction",
     "compare_table",
+    "default_grading",
     "demo_study",
     "is_finding",
     "load_input",
@@ -67,6 +69,46 @@ FINDING_THRESHOLDS: dict[str, int] = {
     **{t.name: 1 for t in TASKS if t.is_binary},  # abnormal
 }
 """A predicted class ``>=`` this index is a finding and gets a hotspot map."""
+
+ONE_SLICE_GRADER: str = "spinenet_real_2d"
+"""Grader for a one-slice study (a 2D image, a single DICOM slice) when the caller names none:
+the real-scan model trained on SPIDER mid-sagittal slices copied into all nine slice
+positions (``data/weights/README.md``). A nine-slice model fed one slice among eight empty
+ones grades every disc alike (chapter 8)."""
+
+
+def default_grading(scan: Scan, weights: str | os.PathLike | None = None,
+                    pad: str | None = None) -> tuple[str | os.PathLike, str, list[str]]:
+    """The grader and slice padding :func:`predict` uses for ``scan`` when not given.
+
+    A study with one slice gets :data:`ONE_SLICE_GRADER` and ``"replicate"`` padding (the
+    slice in all nine positions, as that model was trained); any other study the default
+    grader (``spinenet_synthetic``) and the paper's zero padding. A value the caller gives
+    is kept.
+
+    Returns
+    -------
+    weights : str or path
+    pad : {"zero", "replicate"}
+    notes : list of str
+        One line per choice made here, for the report.
+    """
+    from .weights import DEFAULT_GRADER
+
+    one_slice = scan.volume.shape[0] == 1
+    notes = []
+    if weights is None:
+        weights = ONE_SLICE_GRADER if one_slice else DEFAULT_GRADER
+        if one_slice:
+            notes.append(f"one-slice study: graded with {ONE_SLICE_GRADER}, the real-scan model for single "
+                         "mid-sagittal slices (--weights chooses another)")
+    if pad is None:
+        pad = "replicate" if one_slice else "zero"
+        if one_slice:
+            notes.append("one-slice study: the slice is copied into all nine disc-volume positions "
+                         "(--pad zero gives the paper's zero padding)")
+    return weights, pad, notes
+
 
 HOTSPOT_AUGMENTATIONS: int = 32
 """Augmentations averaged per hotspot map (the paper's method)."""
@@ -116,10 +158,12 @@ class Prediction:
         CPU seconds of this process (all threads) in the same steps: on a busy machine the
         better measure of the work done.
     notes : list of str
-        Warnings for the reader (skipped discs, ...).
+        Warnings for the reader (skipped discs, the grader chosen for a one-slice study, ...).
     files : dict of str to Path
         The files written (``grades_csv``, ``grades_json``, ``report``, ``overview``,
         ``disc_<level>``).
+    pad : {"zero", "replicate"}
+        How slice positions the scan does not cover were filled.
     """
 
     source: str
@@ -136,6 +180,7 @@ class Prediction:
     cpu_timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
+    pad: str = "zero"
 
     @property
     def levels(self) -> list[str]:
@@ -192,6 +237,7 @@ class Prediction:
             "spinenet_lite_version": self.version,
             "weights": dict(self.weights),
             "localiser": dict(self.localiser) if self.localiser else "corners given by the caller",
+            "slice_padding": self.pad,
             "tta_views": 54,
             "hotspot_method": "paper",
             "levels": levels,
@@ -327,7 +373,7 @@ def predict(
     report: bool = True,
     n_aug: int = HOTSPOT_AUGMENTATIONS,
     seed: int = 0,
-    pad: str = "zero",
+    pad: str | None = None,
 ) -> Prediction:
     """Grade one study and write its report.
 
@@ -341,7 +387,8 @@ def predict(
         (created; must not lie inside ``path``). None: write nothing.
     weights : str or path, optional
         Grader: a name of :data:`spinenet_lite.weights.REGISTRY` or a checkpoint path;
-        default ``"spinenet_synthetic"``.
+        default ``"spinenet_synthetic"``, or :data:`ONE_SLICE_GRADER` for a one-slice study
+        (:func:`default_grading`).
     localiser : str or path, optional
         Localiser weights (name or path); default the shipped localiser. Unused with ``corners``.
     device : str
@@ -365,10 +412,10 @@ def predict(
         Augmentations per hotspot map.
     seed : int
         Seed of the hotspot augmentations.
-    pad : {"zero", "replicate"}
-        Disc-volume slice positions the scan does not cover: empty, as the paper does
-        (default), or copies of the nearest covered slice
-        (:func:`spinenet_lite.extract.pad_missing_slices`; better for a single 2D image).
+    pad : {"zero", "replicate"}, optional
+        Disc-volume slice positions the scan does not cover: empty, as the paper does, or
+        copies of the nearest covered slice (:func:`spinenet_lite.extract.pad_missing_slices`).
+        Default: ``"zero"``, or ``"replicate"`` for a one-slice study (:func:`default_grading`).
 
     Returns
     -------
@@ -395,7 +442,8 @@ def predict(
 
     if int(n_aug) < 1:
         raise InputError(f"n_aug must be a positive number of augmentations; got {n_aug}")
-    check_pad_mode(pad)
+    if pad is not None:
+        check_pad_mode(pad)
     timings: dict[str, float] = {}
     cpu: dict[str, float] = {}
     clock: list[float] = []
@@ -416,6 +464,7 @@ def predict(
     start()
     steps.set_postfix_str("load")
     scan = load_input(path, spacing_mm=spacing_mm, series_uid=series_uid)
+    weights, pad, choices = default_grading(scan, weights, pad)
     stop("load")
     steps.update()
 
@@ -447,7 +496,7 @@ def predict(
         discs = extract_discs(scan, c)
     if pad != "zero":
         discs.volumes = pad_missing_slices(discs.volumes, discs.geometries, pad)
-    notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    notes = choices + [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     if len(discs) == 0:
         raise TooFewDiscsError("no disc could be cut from this scan (no slice shows two adjacent bodies); "
                                "give a sagittal lumbar series covering T12 to the sacrum")
@@ -463,7 +512,7 @@ def predict(
 
     pred = Prediction(source=str(path), scan=scan, corners=c, discs=discs, probs=probs, labels=labels,
                       weights=winfo, localiser=linfo, version=__version__, timings=timings,
-                      cpu_timings=cpu, notes=notes)
+                      cpu_timings=cpu, notes=notes, pad=pad)
 
     start()
     steps.set_postfix_str("hotspots")

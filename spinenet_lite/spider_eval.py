@@ -48,7 +48,7 @@ from .datasets.spider import (
 from .errors import InputError, LandmarkError, WeightsError
 from .results import repo_root
 from .scan import Scan
-from .tasks import MISSING, TASK_NAMES
+from .tasks import LEVELS, MISSING, TASK_NAMES
 
 SOURCES: tuple[str, ...] = ("midsag", "space")
 SCORED_TASKS: tuple[str, ...] = tuple(t for t in TASK_NAMES if t != "narrowing")
@@ -515,7 +515,6 @@ def grade_study(
     import pandas as pd
 
     from .evaluate import predict, predict_labels
-    from .tasks import LEVELS
 
     vols, lv, _ = study_discs(scan, corners, resample_slice_mm=resample_slice_mm, centre_only=centre_only)
     pred = predict_labels(predict(model, vols, tta=tta, device=device)) if len(vols) else \
@@ -651,9 +650,11 @@ def cross_validate(
     -------
     dict
         ``{"n_discs", "n_patients", "n_folds", "tta", "single_slice_copies", "recipes":
-        {recipe: {"pooled": score dict of the out-of-fold predictions, ["pooled_centre": the
-        same on centre slices,] "folds": [per-fold score dicts], "fold_mean": {task: mean
-        per-class accuracy}, "cpu_time_s"}}}``.
+        "discs": {"patients", "levels"} (one entry per disc), "recipes": {recipe: {"pooled":
+        score dict of the out-of-fold predictions, ["pooled_centre": the same on centre
+        slices,] "folds": [per-fold score dicts], "fold_mean": {task: mean per-class
+        accuracy}, "cpu_time_s", "out_of_fold": (N, T) int16 predicted classes, each disc by
+        the model that did not see its patient}}}``.
     """
     from tqdm.auto import tqdm
 
@@ -663,7 +664,10 @@ def cross_validate(
     folds = patient_folds(discs.patients, spec["n_folds"], seed)
     out: dict[str, Any] = {"n_discs": len(discs), "n_patients": discs.n_patients,
                            "n_folds": spec["n_folds"], "tta": spec["tta"],
-                           "single_slice_copies": bool(single_slice_copies), "recipes": {}}
+                           "single_slice_copies": bool(single_slice_copies),
+                           "discs": {"patients": discs.patients.astype(str).tolist(),
+                                     "levels": [LEVELS[int(i)] for i in discs.levels]},
+                           "recipes": {}}
     jobs = [(r, k) for r in recipes for k in range(len(folds))]
     args = [(discs, folds, r, k, tier, seed, synthetic, spec["tta"], single_slice_copies) for r, k in jobs]
     t0 = time.perf_counter()
@@ -693,7 +697,7 @@ def cross_validate(
                                           for f in per_fold])) for t in pooled["tasks"]}
         cpu = sum(results[(recipe, k)][2] for k in range(len(folds)))
         out["recipes"][recipe] = {"pooled": pooled, "folds": per_fold, "fold_mean": fold_mean,
-                                  "cpu_time_s": round(cpu, 1)}
+                                  "cpu_time_s": round(cpu, 1), "out_of_fold": pred}
         if single_slice_copies:
             out["recipes"][recipe]["pooled_centre"] = score(discs.labels, discs.narrowing_binary, pred_centre)
     out["wall_time_s"] = round(time.perf_counter() - t0, 1)

@@ -95,6 +95,14 @@ REGISTRY: dict[str, WeightsEntry] = {
             description="the synthetic grader fine-tuned on the 30 SPIDER T2 SPACE patients (every slab)",
         ),
         WeightsEntry(
+            name="spinenet_real_2d",
+            filename="spinenet_real_2d.pt",
+            kind="grader",
+            sha256=None,
+            description="the synthetic grader fine-tuned on the SPIDER mid-sagittal T2 slices, each slice "
+                        "copied into all nine positions: the grader of one-slice studies (2D images)",
+        ),
+        WeightsEntry(
             name="localiser",
             filename="localiser.pt",
             kind="localiser",

@@ -160,13 +160,18 @@ def test_png_input(study, tiny, tmp_path):
     with pytest.raises(InputError, match="drop --spacing"):
         predict(study[1], None, weights=tiny, spacing_mm=1.0, progress=False)
     pred = predict(png, None, weights=tiny, corners=st.corners[:, s:s + 1], spacing_mm=st.scan.pixel_spacing,
-                   hotspots=False, tta=False, device="cpu", progress=False)
+                   hotspots=False, tta=False, device="cpu", progress=False, pad="zero")
     assert pred.scan.shape == (1, *img.shape) and len(pred.levels) == 6
-    # the one slice in all nine positions instead of among eight empty ones: other probabilities
+    assert pred.pad == "zero" and not any("one-slice" in n for n in pred.notes)
+    # by default a one-slice study has its slice in all nine positions instead of among eight
+    # empty ones: other probabilities, and the report says so
     rep = predict(png, None, weights=tiny, corners=st.corners[:, s:s + 1], spacing_mm=st.scan.pixel_spacing,
-                  hotspots=False, tta=False, device="cpu", progress=False, pad="replicate")
-    assert rep.levels == pred.levels
+                  hotspots=False, tta=False, device="cpu", progress=False)
+    assert rep.levels == pred.levels and rep.pad == "replicate"
+    assert any("nine disc-volume positions" in n for n in rep.notes)
+    assert not any("graded with" in n for n in rep.notes)  # the caller named the weights
     assert any(not np.allclose(rep.probs[t], pred.probs[t]) for t in pred.probs)
+    assert rep.to_dict()["slice_padding"] == "replicate"
     with pytest.raises(InputError, match="padding"):
         predict(png, None, weights=tiny, spacing_mm=st.scan.pixel_spacing, progress=False, pad="mirror")
 
@@ -233,3 +238,20 @@ def test_cli_predict_with_the_shipped_localiser(study, tiny, tmp_path, monkeypat
     js = json.loads((tmp_path / "o" / "grades.json").read_text())
     assert js["localiser"]["sha256"] == W.sha256_file(path)
     assert sum(lv["graded"] for lv in js["levels"]) >= 4
+
+
+def test_default_grading_by_slice_count(study):
+    from spinenet_lite.predict import ONE_SLICE_GRADER, default_grading
+    from spinenet_lite.scan import Scan
+    from spinenet_lite.weights import DEFAULT_GRADER, REGISTRY
+
+    st = study[0]
+    assert ONE_SLICE_GRADER in REGISTRY and REGISTRY[ONE_SLICE_GRADER].kind == "grader"
+    assert default_grading(st.scan) == (DEFAULT_GRADER, "zero", [])
+    one = Scan(volume=st.scan.volume[st.mid_slice:st.mid_slice + 1], pixel_spacing=st.scan.pixel_spacing,
+               slice_spacing=st.scan.slice_spacing)
+    w, pad, notes = default_grading(one)
+    assert (w, pad) == (ONE_SLICE_GRADER, "replicate") and len(notes) == 2
+    # what the caller names is kept
+    assert default_grading(one, "spinenet_real", "zero") == ("spinenet_real", "zero", [])
+    assert default_grading(st.scan, None, "replicate")[:2] == (DEFAULT_GRADER, "replicate")

@@ -211,6 +211,10 @@ def test_fit_and_cross_validate_ci(fake_spider, monkeypatch, tmp_path):
         pooled = cv["recipes"][r]["pooled"]
         assert pooled["tasks"]["pfirrmann"]["n"] == len(discs)  # every disc predicted out of fold
         assert len(cv["recipes"][r]["folds"]) == 2
+        oof = cv["recipes"][r]["out_of_fold"]  # one prediction per disc, its scores are the pooled ones
+        assert oof.shape == discs.labels.shape and (oof >= 0).all()
+        assert se.score(discs.labels, discs.narrowing_binary, oof) == pooled
+    assert cv["discs"]["patients"] == discs.patients.tolist() and len(cv["discs"]["levels"]) == len(discs)
     g = se.goals_check(cv["recipes"]["zero_shot"]["pooled"])
     assert set(g) == {"pfirrmann", "pfirrmann_within_1", "upper_endplate", "lower_endplate",
                       "narrowing_binary"}

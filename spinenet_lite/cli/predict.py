@@ -27,17 +27,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="a DICOM series folder, a DICOM file, or a 2D image (PNG/JPEG/TIFF, with --spacing)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (outside PATH)")
     p.add_argument("--weights", default=None, metavar="W",
-                   help="grader: a shipped name (spinenet_synthetic, spinenet_real) or a checkpoint path "
-                        "(default spinenet_synthetic)")
+                   help="grader: a shipped name (spinenet_synthetic, spinenet_real, spinenet_real_2d) or a "
+                        "checkpoint path (default spinenet_synthetic; spinenet_real_2d for one slice)")
     p.add_argument("--localiser", default=None, metavar="L", help="localiser weights (default: shipped)")
     p.add_argument("--device", default="auto", metavar="D", help='"auto" (default), "cpu" or "cuda"')
     p.add_argument("--spacing", type=float, nargs="+", default=None, metavar="MM",
                    help="pixel spacing of a 2D image in mm (one value, or row and column)")
     p.add_argument("--series", default=None, metavar="UID", help="SeriesInstanceUID when PATH holds several")
     p.add_argument("--no-hotspots", action="store_true", help="skip the hotspot maps (faster)")
-    p.add_argument("--pad", choices=("zero", "replicate"), default="zero",
+    p.add_argument("--pad", choices=("zero", "replicate"), default=None,
                    help="disc-volume slices the scan does not cover: empty as the paper does (default), or "
-                        "copies of the nearest slice (better for a single 2D image; "
+                        "copies of the nearest slice (the default for a one-slice study such as a 2D image; "
                         "benchmarks/spider_single_slice.py)")
     p.add_argument("--hotspot-aug", type=int, default=32, metavar="N",
                    help="augmentations averaged per hotspot map (default 32; fewer is faster and noisier)")
