@@ -153,26 +153,36 @@ def disc_figure(pred: Prediction, level: str) -> np.ndarray:
 
     Each row has a caption strip (``volume``, or the finding with its probability) above
     the slices side by side; finding rows show the hotspot (normalised to its maximum,
-    values under 10 % transparent) over the volume.
+    values under 10 % transparent) over the volume. A one-slice study whose slice was copied
+    into all nine positions (``pred.pad == "replicate"``) shows that slice once, under the
+    hotspot averaged over the nine copies.
 
     Returns
     -------
-    ndarray of uint8, shape (R * (14 + 112), 3 * 224 + 2 * 4, 3)
+    ndarray of uint8, shape (R * (14 + 112), n * 224 + (n - 1) * 4, 3)
+        ``n`` = 3 slices, or 1 for a replicated one-slice study.
     """
     i = pred.levels.index(level)
     vol = pred.discs.volumes[i]
-    rows: list[tuple[str, np.ndarray | None]] = [
-        (f"{level}: volume, slices {', '.join(str(z + 1) for z in DISC_SLICES)} of {vol.shape[0]}", None)]
+    one = pred.scan.n_slices == 1 and pred.pad == "replicate"
+    shown = (vol.shape[0] // 2,) if one else DISC_SLICES
+    head = ("the study's one slice (copied into all nine positions)" if one
+            else f"slices {', '.join(str(z + 1) for z in shown)} of {vol.shape[0]}")
+    rows: list[tuple[str, np.ndarray | None]] = [(f"{level}: volume, {head}", None)]
     for k, t in enumerate(TASK_NAMES):
         if (level, t) in pred.maps:
             cls = get_task(t).classes[int(pred.labels[i, k])]
             p = float(pred.probs[t][i, int(pred.labels[i, k])])
-            rows.append((f"{_short(t, cls)} (p = {p:.2f}): hotspot", _norm01(pred.maps[(level, t)])))
+            m = pred.maps[(level, t)]
+            if one:
+                m = np.repeat(m.mean(axis=0, keepdims=True), m.shape[0], axis=0)
+            rows.append((f"{_short(t, cls)} (p = {p:.2f}): hotspot" + (", mean of the nine" if one else ""),
+                         _norm01(m)))
     gap = np.full((vol.shape[1], 4, 3), 255, np.uint8)
     blocks = []
     for name, m in rows:
         tiles = []
-        for j, z in enumerate(DISC_SLICES):
+        for j, z in enumerate(shown):
             if j:
                 tiles.append(gap)
             tiles.append(_overlay(vol[z], None if m is None else m[z]))

@@ -770,7 +770,7 @@ def markdown_table(cv: Mapping[str, Any]) -> str:
             f"cross-validation, {cv['n_discs']} discs of {cv['n_patients']} patients, "
             f"{'54-view TTA' if cv['tta'] else 'no test-time augmentation (centre view)'}"
             + {"all": "; every T2 SPACE slice of the disc (resampled to 4 mm)",
-               "centre": "; the centre slice of each disc only",
+               "centre": "" if cv.get("source") == "midsag" else "; the centre slice of each disc only",
                "mixed": "; every T2 SPACE slice of the disc (resampled to 4 mm), the trained recipes also "
                         "trained on each disc's centre slice alone, '(1 slice)' columns scored on the test "
                         "discs' centre slice alone"}.get(cv.get("slices"), "")

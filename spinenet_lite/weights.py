@@ -98,7 +98,7 @@ REGISTRY: dict[str, WeightsEntry] = {
             name="spinenet_real_2d",
             filename="spinenet_real_2d.pt",
             kind="grader",
-            sha256=None,
+            sha256="d79288c9a1b553a1d9308dc3420dc9c0dedfc1a2b9daf660788d784f567f8277",
             description="the synthetic grader fine-tuned on the SPIDER mid-sagittal T2 slices, each slice "
                         "copied into all nine positions: the grader of one-slice studies (2D images)",
         ),

@@ -255,3 +255,30 @@ def test_default_grading_by_slice_count(study):
     # what the caller names is kept
     assert default_grading(one, "spinenet_real", "zero") == ("spinenet_real", "zero", [])
     assert default_grading(st.scan, None, "replicate")[:2] == (DEFAULT_GRADER, "replicate")
+
+
+def test_predict_a_real_mid_sagittal_png(spider_dir, tmp_path):
+    """A real SPIDER PNG through the defaults: the single-slice grader, sensible grades.
+
+    Patient 100 is among the patients the shipped single-slice model was trained on, so
+    agreement here checks the pipeline (the default weights and padding, the localiser, the
+    level order), not the model's accuracy: that is the cross-validation's job
+    (``data/results/spider_cv_midsag_replicated_teaching.json``, whose out-of-fold grades for
+    this patient are the same Pfirrmann grades).
+    """
+    from spinenet_lite.datasets.spider import read_gradings
+
+    png = spider_dir / "t2_midsag" / "100_t2.png"
+    before = hashlib.sha256(png.read_bytes()).hexdigest()
+    pred = predict(png, tmp_path / "out", spacing_mm=0.478, device="cpu", progress=False, hotspots=False,
+                   tta=False)
+    assert hashlib.sha256(png.read_bytes()).hexdigest() == before
+    assert pred.weights["name"] == "spinenet_real_2d" and pred.pad == "replicate"
+    assert pred.levels == list(LEVELS)
+    g = read_gradings(spider_dir)
+    g = g[g["patient"] == "100"].set_index("level")["Pfirrman grade"]
+    truth = np.array([int(g[lv]) for lv in range(len(LEVELS))])
+    grades = pred.labels[:, 0] + 1
+    assert np.abs(grades - truth).max() <= 1, (grades, truth)
+    assert len(set(grades)) > 1  # not one grade for every disc, as a zero-padded slice gave
+    assert json.loads((tmp_path / "out" / "grades.json").read_text())["slice_padding"] == "replicate"

@@ -60,6 +60,26 @@ def test_disc_figure_rows_and_overlay(pred):
     assert hot[0] > hot[2] + 60, "the hotspot is drawn in warm colours over the grey volume"
 
 
+def test_disc_figure_of_a_replicated_one_slice_study(pred):
+    import dataclasses
+
+    from spinenet_lite.scan import Scan
+
+    sc = pred.scan
+    one = Scan(volume=sc.volume[sc.n_slices // 2:sc.n_slices // 2 + 1], pixel_spacing=sc.pixel_spacing,
+               slice_spacing=sc.slice_spacing)
+    maps = {k: np.zeros_like(m) for k, m in pred.maps.items()}
+    maps[("L5-S1", "pfirrmann")][2, 40:70, 80:140] = 0.4  # evidence on one of the nine copies only
+    maps[("L5-S1", "pfirrmann")][2, 0, 0] = 1.0
+    flat = dataclasses.replace(pred, scan=one, pad="replicate", maps=maps)
+    b = disc_figure(flat, "L5-S1")
+    assert b.shape[1] == 224 and b.shape[0] == 3 * 126  # the one slice once, a row per finding
+    hot = b[126 + 14 + 55, 110].astype(int)  # the mean over the copies still shows where it was
+    assert hot[0] > hot[2] + 60
+    # the same study padded with zeros is shown as a nine-slice volume
+    assert disc_figure(dataclasses.replace(flat, pad="zero"), "L5-S1").shape[1] == 3 * 224 + 2 * 4
+
+
 def test_overview_figure(pred):
     fig = overview_figure(pred)
     texts = {t.get_text() for t in fig.axes[0].texts}

@@ -63,3 +63,23 @@ def test_readme_results_table_matches_the_committed_results_file():
         assert ours == round(100 * res["per_class_accuracy"][task.name]["mean"], 1)
         assert ceiling == round(100 * res["references"]["ceiling"][task.name]["mean"], 1)
         assert paper == round(100 * PAPER_TABLE2["conv5"][task.name][0], 1)
+
+
+def test_readme_real_scan_numbers_match_the_committed_cross_validation():
+    """The README's real-scan sentence quotes spider_cv_midsag_replicated_teaching.json."""
+    from spinenet_lite.results import read_results, repo_root
+
+    pooled = read_results("spider_cv_midsag_replicated", "teaching",
+                          repo_root() / "data" / "results")["results"]["recipes"]["finetune"]["pooled"]
+    text = " ".join((repo_root() / "README.md").read_text().split())
+
+    def pct(v: float) -> str:
+        return f"{100 * v:.1f} %"
+
+    acc = {t: m["per_class_accuracy"] for t, m in pooled["tasks"].items()}
+    assert f"Pfirrmann {pct(acc['pfirrmann'])} per-class accuracy" in text
+    assert f"({pct(pooled['lootus']['pfirrmann_within_1'])} within one grade)" in text
+    assert f"binary narrowing {pct(pooled['lootus']['narrowing_binary'])}" in text
+    assert (f"upper / lower endplate {100 * acc['upper_endplate']:.1f} / "
+            f"{pct(acc['lower_endplate'])}") in text
+    assert f"marrow {100 * acc['upper_marrow']:.1f} / {pct(acc['lower_marrow'])}" in text
