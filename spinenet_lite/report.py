@@ -159,16 +159,17 @@ def disc_figure(pred: Prediction, level: str) -> np.ndarray:
 
     Returns
     -------
-    ndarray of uint8, shape (R * (14 + 112), n * 224 + (n - 1) * 4, 3)
-        ``n`` = 3 slices, or 1 for a replicated one-slice study.
+    ndarray of uint8, shape (R * (14 + 112), 3 * 224 + 2 * 4, 3)
+        or ``(R * (14 + 224), 448, 3)`` for a replicated one-slice study (its slice at twice
+        the size).
     """
     i = pred.levels.index(level)
     vol = pred.discs.volumes[i]
     one = pred.scan.n_slices == 1 and pred.pad == "replicate"
     shown = (vol.shape[0] // 2,) if one else DISC_SLICES
-    head = ("the study's one slice (copied into all nine positions)" if one
-            else f"slices {', '.join(str(z + 1) for z in shown)} of {vol.shape[0]}")
-    rows: list[tuple[str, np.ndarray | None]] = [(f"{level}: volume, {head}", None)]
+    head = ("the study's one slice (graded in all nine positions)" if one
+            else f"volume, slices {', '.join(str(z + 1) for z in shown)} of {vol.shape[0]}")
+    rows: list[tuple[str, np.ndarray | None]] = [(f"{level}: {head}", None)]
     for k, t in enumerate(TASK_NAMES):
         if (level, t) in pred.maps:
             cls = get_task(t).classes[int(pred.labels[i, k])]
@@ -176,7 +177,7 @@ def disc_figure(pred: Prediction, level: str) -> np.ndarray:
             m = pred.maps[(level, t)]
             if one:
                 m = np.repeat(m.mean(axis=0, keepdims=True), m.shape[0], axis=0)
-            rows.append((f"{_short(t, cls)} (p = {p:.2f}): hotspot" + (", mean of the nine" if one else ""),
+            rows.append((f"{_short(t, cls)} (p = {p:.2f}): hotspot" + (", mean of the 9" if one else ""),
                          _norm01(m)))
     gap = np.full((vol.shape[1], 4, 3), 255, np.uint8)
     blocks = []
@@ -187,6 +188,8 @@ def disc_figure(pred: Prediction, level: str) -> np.ndarray:
                 tiles.append(gap)
             tiles.append(_overlay(vol[z], None if m is None else m[z]))
         strip = np.concatenate(tiles, axis=1)
+        if one:  # one tile: twice the size, so that it and its caption stay legible
+            strip = strip.repeat(2, axis=0).repeat(2, axis=1)
         blocks.append(_caption(name, strip.shape[1]))
         blocks.append(strip)
     return np.concatenate(blocks, axis=0)

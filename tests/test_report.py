@@ -73,8 +73,8 @@ def test_disc_figure_of_a_replicated_one_slice_study(pred):
     maps[("L5-S1", "pfirrmann")][2, 0, 0] = 1.0
     flat = dataclasses.replace(pred, scan=one, pad="replicate", maps=maps)
     b = disc_figure(flat, "L5-S1")
-    assert b.shape[1] == 224 and b.shape[0] == 3 * 126  # the one slice once, a row per finding
-    hot = b[126 + 14 + 55, 110].astype(int)  # the mean over the copies still shows where it was
+    assert b.shape[1] == 448 and b.shape[0] == 3 * (14 + 224)  # the one slice, twice the size, per row
+    hot = b[14 + 224 + 14 + 110, 220].astype(int)  # the mean over the copies still shows where it was
     assert hot[0] > hot[2] + 60
     # the same study padded with zeros is shown as a nine-slice volume
     assert disc_figure(dataclasses.replace(flat, pad="zero"), "L5-S1").shape[1] == 3 * 224 + 2 * 4
