@@ -512,13 +512,36 @@ def grade_study(
     volumes : ndarray, shape (D, 9, 112, 224), uint8
         The disc volumes graded.
     """
-    import pandas as pd
-
     from .evaluate import predict, predict_labels
 
     vols, lv, _ = study_discs(scan, corners, resample_slice_mm=resample_slice_mm, centre_only=centre_only)
     pred = predict_labels(predict(model, vols, tta=tta, device=device)) if len(vols) else \
         np.zeros((0, len(TASK_NAMES)), np.int16)
+    return grades_table(pred, lv, patient=patient, spider_dir=spider_dir), vols
+
+
+def grades_table(labels: np.ndarray, levels: Sequence[int] | np.ndarray, *, patient: str | None = None,
+                 spider_dir: str | os.PathLike | None = None) -> Any:
+    """Predicted classes of one study's discs as a table; with ``patient`` SPIDER's beside.
+
+    Parameters
+    ----------
+    labels : ndarray, shape (D, T), int
+        Predicted class indices (``TASK_NAMES`` order).
+    levels : sequence of int, length D
+        Indices into ``LEVELS``.
+    patient : str, optional
+        SPIDER patient whose gradings are added as ``<task>_spider`` columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+        As :func:`grade_study`'s table.
+    """
+    import pandas as pd
+
+    lv = [int(i) for i in levels]
+    pred = np.asarray(labels).reshape(len(lv), len(TASK_NAMES))
     table = pd.DataFrame({"level": [LEVELS[i] for i in lv]})
     ref = None
     if patient is not None:
@@ -540,7 +563,31 @@ def grade_study(
                 else:
                     vals.append(int(r[0][j]) + off if r[0][j] != MISSING else MISSING)
             table[f"{t}_spider"] = vals
-    return table, vols
+    return table
+
+
+def out_of_fold(cv: Mapping[str, Any], patient: str,
+                recipe: str = "finetune") -> tuple[np.ndarray, np.ndarray]:
+    """One patient's out-of-fold predictions from a :func:`cross_validate` result.
+
+    Every disc was graded by the fold model that never saw its patient: the honest grades
+    of a patient whom the shipped model (trained on every patient) has seen.
+
+    Returns
+    -------
+    levels : ndarray, shape (D,), int
+        Indices into ``LEVELS``.
+    labels : ndarray, shape (D, T), int16
+    """
+    if "discs" not in cv or "out_of_fold" not in cv["recipes"].get(recipe, {}):
+        raise InputError("these cross-validation results hold no per-disc out-of-fold predictions "
+                         "(written by spinenet_lite before they were recorded); rerun experiment-spider")
+    pats = np.asarray(cv["discs"]["patients"]).astype(str)
+    idx = np.flatnonzero(pats == str(patient))
+    if not len(idx):
+        raise InputError(f"patient {patient!r} is not in these cross-validation results")
+    levels = np.array([LEVELS.index(cv["discs"]["levels"][i]) for i in idx])
+    return levels, np.asarray(cv["recipes"][recipe]["out_of_fold"], dtype=np.int16)[idx]
 
 
 # --------------------------------------------------------- cross-validation
@@ -804,7 +851,9 @@ __all__ = [
     "fit",
     "goals_check",
     "grade_study",
+    "grades_table",
     "markdown_table",
+    "out_of_fold",
     "patient_folds",
     "save_weights",
     "score",

@@ -215,6 +215,15 @@ def test_fit_and_cross_validate_ci(fake_spider, monkeypatch, tmp_path):
         assert oof.shape == discs.labels.shape and (oof >= 0).all()
         assert se.score(discs.labels, discs.narrowing_binary, oof) == pooled
     assert cv["discs"]["patients"] == discs.patients.tolist() and len(cv["discs"]["levels"]) == len(discs)
+    p0 = str(discs.patients[0])
+    lv, lab = se.out_of_fold(cv, p0, "zero_shot")
+    mine = discs.patients == p0
+    assert lv.tolist() == discs.levels[mine].tolist()
+    np.testing.assert_array_equal(lab, cv["recipes"]["zero_shot"]["out_of_fold"][mine])
+    with pytest.raises(InputError, match="not in these"):
+        se.out_of_fold(cv, "no-such-patient")
+    with pytest.raises(InputError, match="rerun"):
+        se.out_of_fold({"recipes": {}}, p0)
     g = se.goals_check(cv["recipes"]["zero_shot"]["pooled"])
     assert set(g) == {"pfirrmann", "pfirrmann_within_1", "upper_endplate", "lower_endplate",
                       "narrowing_binary"}
@@ -253,6 +262,10 @@ def test_grade_study_table(fake_spider):
         i = LEVELS.index(row["level"])
         assert row["pfirrmann_spider"] == 1 + (i + 1) % 5
         assert row["narrowing_spider"] == (i + 1) % 2
+    # the same table from labels alone (e.g. predict's): Pfirrmann shown as grades 1-5
+    again = se.grades_table(np.zeros((2, len(TASK_NAMES)), np.int16), [4, 5], patient="11", spider_dir=root)
+    assert again["level"].tolist() == ["L4-L5", "L5-S1"] and (again["pfirrmann"] == 1).all()
+    assert again["pfirrmann_spider"].tolist() == [1 + 5 % 5, 1 + 6 % 5]
 
 
 def test_experiment_cli_ci(fake_spider, tmp_path, monkeypatch):
