@@ -25,7 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="folder with radiological_gradings.csv, overview.csv, t2_midsag/")
     p.add_argument("--out", required=True, type=Path, help="results JSON to write")
     p.add_argument("--weights", type=Path, default=None,
-                   help="checkpoint (default: the shipped data/weights/spinenet_real.pt)")
+                   help="checkpoint (default: the shipped data/weights/spinenet_real.pt; "
+                        "data/weights/spinenet_real_2d.pt with --pad replicate grades the PNGs better, "
+                        "but was trained on all of them: in-sample)")
     p.add_argument("--device", default="cpu", help='"cpu" (default), "cuda" or "auto"')
     p.add_argument("--source", default="midsag", choices=("midsag", "space"),
                    help="mid-sagittal PNGs with the localiser (default) or T2 SPACE with mask corners")
