@@ -50,7 +50,7 @@ from .errors import (
     NotSagittalError,
     PixelDataError,
 )
-from .scan import Scan
+from .scan import PHANTOM_MANUFACTURER, Scan
 
 __all__ = [
     "DEFAULT_MAX_VOXELS",
@@ -183,7 +183,8 @@ def write_dicom_series(
         ds.StudyTime = ds.SeriesTime = ds.ContentTime = time
         ds.AccessionNumber = ""
         ds.Modality = "MR"
-        ds.Manufacturer = "spinenet_lite"
+        ds.Manufacturer = (PHANTOM_MANUFACTURER if scan.is_phantom
+                           else scan.manufacturer or "unknown (written by spinenet_lite)")
         ds.ReferringPhysicianName = ""
         ds.StudyDescription = "LUMBAR SPINE"
         ds.SeriesDescription = description
@@ -251,6 +252,7 @@ class _Header:
     series_uid: str
     series_description: str
     modality: str
+    manufacturer: str
     rows: int
     columns: int
     frames: int
@@ -384,6 +386,7 @@ def _parse_header(ds: pydicom.Dataset, path: Path, explicit: bool) -> _Header | 
         series_uid=_text(ds, "SeriesInstanceUID"),
         series_description=_text(ds, "SeriesDescription"),
         modality=_text(ds, "Modality").upper(),
+        manufacturer=_text(ds, "Manufacturer"),
         rows=rows,
         columns=cols,
         frames=_int(ds, "NumberOfFrames", path, default=1) or 1,
@@ -760,6 +763,7 @@ def load_scan(
         study_uid=first.study_uid,
         series_uid=first.series_uid,
         series_description=first.series_description,
+        manufacturer=first.manufacturer,
         modality="MR",
         source=str(path) if isinstance(path, (str, os.PathLike)) else label,
         **geo,

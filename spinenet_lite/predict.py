@@ -46,6 +46,7 @@ __all__ = [
     "MIN_VERTEBRAE",
     "ONE_SLICE_GRADER",
     "Prediction",
+    "REAL_GRADER",
     "compare_table",
     "default_grading",
     "demo_study",
@@ -76,15 +77,21 @@ the real-scan model trained on SPIDER mid-sagittal slices copied into all nine s
 positions (``data/weights/README.md``). A nine-slice model fed one slice among eight empty
 ones grades every disc alike (chapter 8)."""
 
+REAL_GRADER: str = "spinenet_real"
+"""Grader for a real multi-slice study (not a synthetic-cohort one) when the caller names none:
+the synthetic model fine-tuned on SPIDER's T2 SPACE slabs (cross-validated Pfirrmann 50.1 %
+against 26.0 % for the synthetic model zero-shot, ``data/results/spider_cv_teaching.md``)."""
+
 
 def default_grading(scan: Scan, weights: str | os.PathLike | None = None,
                     pad: str | None = None) -> tuple[str | os.PathLike, str, list[str]]:
     """The grader and slice padding :func:`predict` uses for ``scan`` when not given.
 
     A study with one slice gets :data:`ONE_SLICE_GRADER` and ``"replicate"`` padding (the
-    slice in all nine positions, as that model was trained); any other study the default
-    grader (``spinenet_synthetic``) and the paper's zero padding. A value the caller gives
-    is kept.
+    slice in all nine positions, as that model was trained); a synthetic-cohort study
+    (:attr:`~spinenet_lite.scan.Scan.is_phantom`) the synthetic grader
+    (``spinenet_synthetic``); any other (real) study :data:`REAL_GRADER`; both with the
+    paper's zero padding. A value the caller gives is kept.
 
     Returns
     -------
@@ -98,10 +105,16 @@ def default_grading(scan: Scan, weights: str | os.PathLike | None = None,
     one_slice = scan.volume.shape[0] == 1
     notes = []
     if weights is None:
-        weights = ONE_SLICE_GRADER if one_slice else DEFAULT_GRADER
         if one_slice:
+            weights = ONE_SLICE_GRADER
             notes.append(f"one-slice study: graded with {ONE_SLICE_GRADER}, the real-scan model for single "
                          "mid-sagittal slices (--weights chooses another)")
+        elif scan.is_phantom:
+            weights = DEFAULT_GRADER
+        else:
+            weights = REAL_GRADER
+            notes.append(f"a real (not synthetic) study: graded with {REAL_GRADER}, the model fine-tuned on "
+                         "real SPIDER scans (--weights spinenet_synthetic chooses the synthetic one)")
     if pad is None:
         pad = "replicate" if one_slice else "zero"
         if one_slice:
@@ -387,8 +400,8 @@ def predict(
         (created; must not lie inside ``path``). None: write nothing.
     weights : str or path, optional
         Grader: a name of :data:`spinenet_lite.weights.REGISTRY` or a checkpoint path;
-        default ``"spinenet_synthetic"``, or :data:`ONE_SLICE_GRADER` for a one-slice study
-        (:func:`default_grading`).
+        default (:func:`default_grading`): ``"spinenet_synthetic"`` for a synthetic-cohort
+        study, :data:`REAL_GRADER` for a real one, :data:`ONE_SLICE_GRADER` for one slice.
     localiser : str or path, optional
         Localiser weights (name or path); default the shipped localiser. Unused with ``corners``.
     device : str

@@ -16,6 +16,10 @@ import numpy as np
 
 from .errors import GeometryError, PixelDataError
 
+PHANTOM_MANUFACTURER: str = "spinenet_lite"
+"""DICOM ``Manufacturer`` of the synthetic cohort's studies
+(:func:`spinenet_lite.dicom_io.write_dicom_series` writes it for a phantom scan only)."""
+
 
 @dataclass
 class Scan:
@@ -46,6 +50,9 @@ class Scan:
         ``"MR"`` for every scan the project accepts.
     source : str
         Where the scan came from (a path, or ``"phantom"``).
+    manufacturer : str
+        DICOM ``Manufacturer``; :data:`PHANTOM_MANUFACTURER` marks the synthetic cohort's
+        studies once written as DICOM.
     """
 
     volume: np.ndarray
@@ -61,6 +68,7 @@ class Scan:
     series_description: str = ""
     modality: str = "MR"
     source: str = ""
+    manufacturer: str = ""
 
     def __post_init__(self) -> None:
         vol = np.asarray(self.volume)
@@ -91,6 +99,11 @@ class Scan:
     def shape(self) -> tuple[int, int, int]:
         """``(S, H, W)``."""
         return tuple(self.volume.shape)  # type: ignore[return-value]
+
+    @property
+    def is_phantom(self) -> bool:
+        """True for a synthetic-cohort study, in memory or read back from its DICOM."""
+        return self.source == "phantom" or self.manufacturer == PHANTOM_MANUFACTURER
 
     @property
     def n_slices(self) -> int:

@@ -86,6 +86,19 @@ def test_round_trip_volume_and_geometry(series):
     assert loaded.patient_id == "P42" and loaded.series_description == "T2 SAG test"
     assert loaded.modality == "MR" and loaded.series_uid and loaded.study_uid
     assert loaded.source == str(folder)
+    # not a phantom: its Manufacturer is not the synthetic cohort's, so predict grades it as real
+    assert not loaded.is_phantom and loaded.manufacturer != "spinenet_lite"
+
+
+def test_manufacturer_round_trip_marks_phantom_studies(tmp_path):
+    import dataclasses
+
+    scan = dataclasses.replace(make_scan(), manufacturer="ACME MR")
+    write_dicom_series(scan, tmp_path / "real")
+    assert load_scan(tmp_path / "real").manufacturer == "ACME MR"
+    write_dicom_series(dataclasses.replace(scan, source="phantom"), tmp_path / "phantom")
+    back = load_scan(tmp_path / "phantom")
+    assert back.manufacturer == "spinenet_lite" and back.is_phantom
 
 
 def test_plain_pydicom_reads_every_file(series):

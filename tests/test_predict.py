@@ -240,20 +240,33 @@ def test_cli_predict_with_the_shipped_localiser(study, tiny, tmp_path, monkeypat
     assert sum(lv["graded"] for lv in js["levels"]) >= 4
 
 
-def test_default_grading_by_slice_count(study):
-    from spinenet_lite.predict import ONE_SLICE_GRADER, default_grading
+def test_default_grading_by_study_kind(study):
+    import dataclasses
+
+    from spinenet_lite.dicom_io import load_scan
+    from spinenet_lite.predict import ONE_SLICE_GRADER, REAL_GRADER, default_grading
     from spinenet_lite.scan import Scan
     from spinenet_lite.weights import DEFAULT_GRADER, REGISTRY
 
-    st = study[0]
-    assert ONE_SLICE_GRADER in REGISTRY and REGISTRY[ONE_SLICE_GRADER].kind == "grader"
+    st, folder = study
+    for name in (ONE_SLICE_GRADER, REAL_GRADER, DEFAULT_GRADER):
+        assert REGISTRY[name].kind == "grader" and REGISTRY[name].sha256
+    # a synthetic study, in memory and read back from the DICOM the phantom wrote
     assert default_grading(st.scan) == (DEFAULT_GRADER, "zero", [])
+    back = load_scan(folder)
+    assert back.is_phantom and default_grading(back) == (DEFAULT_GRADER, "zero", [])
+    # a real multi-slice study: the real-scan model, zero padding, and a note saying so
+    real = dataclasses.replace(back, source=str(folder), manufacturer="SIEMENS")
+    w, pad, notes = default_grading(real)
+    assert (w, pad) == (REAL_GRADER, "zero") and len(notes) == 1 and REAL_GRADER in notes[0]
+    # one slice: the single-slice model, the slice in all nine positions
     one = Scan(volume=st.scan.volume[st.mid_slice:st.mid_slice + 1], pixel_spacing=st.scan.pixel_spacing,
                slice_spacing=st.scan.slice_spacing)
     w, pad, notes = default_grading(one)
     assert (w, pad) == (ONE_SLICE_GRADER, "replicate") and len(notes) == 2
     # what the caller names is kept
     assert default_grading(one, "spinenet_real", "zero") == ("spinenet_real", "zero", [])
+    assert default_grading(real, "spinenet_synthetic") == ("spinenet_synthetic", "zero", [])
     assert default_grading(st.scan, None, "replicate")[:2] == (DEFAULT_GRADER, "replicate")
 
 

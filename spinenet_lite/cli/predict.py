@@ -28,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (outside PATH)")
     p.add_argument("--weights", default=None, metavar="W",
                    help="grader: a shipped name (spinenet_synthetic, spinenet_real, spinenet_real_2d) or a "
-                        "checkpoint path (default spinenet_synthetic; spinenet_real_2d for one slice)")
+                        "checkpoint path (default: spinenet_synthetic for a synthetic study, spinenet_real "
+                        "for a real one, spinenet_real_2d for a single slice)")
     p.add_argument("--localiser", default=None, metavar="L", help="localiser weights (default: shipped)")
     p.add_argument("--device", default="auto", metavar="D", help='"auto" (default), "cpu" or "cuda"')
     p.add_argument("--spacing", type=float, nargs="+", default=None, metavar="MM",
