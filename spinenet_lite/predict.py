@@ -75,7 +75,7 @@ ONE_SLICE_GRADER: str = "spinenet_real_2d"
 """Grader for a one-slice study (a 2D image, a single DICOM slice) when the caller names none:
 the real-scan model trained on SPIDER mid-sagittal slices copied into all nine slice
 positions (``data/weights/README.md``). A nine-slice model fed one slice among eight empty
-ones grades every disc alike (chapter 8)."""
+ones grades nearly every disc alike (chapter 8)."""
 
 REAL_GRADER: str = "spinenet_real"
 """Grader for a real multi-slice study (not a synthetic-cohort one) when the caller names none:
@@ -171,7 +171,7 @@ class Prediction:
         CPU seconds of this process (all threads) in the same steps: on a busy machine the
         better measure of the work done.
     notes : list of str
-        Warnings for the reader (skipped discs, the grader chosen for a one-slice study, ...).
+        Warnings for the reader (skipped discs, the grader and padding chosen for the study, ...).
     files : dict of str to Path
         The files written (``grades_csv``, ``grades_json``, ``report``, ``overview``,
         ``disc_<level>``).

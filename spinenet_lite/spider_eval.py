@@ -696,7 +696,7 @@ def cross_validate(
     Returns
     -------
     dict
-        ``{"n_discs", "n_patients", "n_folds", "tta", "single_slice_copies", "recipes":
+        ``{"n_discs", "n_patients", "n_folds", "tta", "single_slice_copies",
         "discs": {"patients", "levels"} (one entry per disc), "recipes": {recipe: {"pooled":
         score dict of the out-of-fold predictions, ["pooled_centre": the same on centre
         slices,] "folds": [per-fold score dicts], "fold_mean": {task: mean per-class
