@@ -1,11 +1,13 @@
 """Grade one study end to end: load, localise, extract, grade (54-view TTA), explain, report.
 
 :func:`predict` is what ``spinenet-lite predict`` runs. Given a DICOM series (folder or
-file) or a 2D image with its pixel spacing, it
+file), a 3D image file (``.mha``, ``.nii.gz`` ...) or a 2D image with its pixel spacing, it
 
 1. loads the scan (:func:`spinenet_lite.dicom_io.load_scan` /
-   :func:`spinenet_lite.image_io.load_image`, which refuse bad input with specific errors,
-   huge series before decoding);
+   :func:`spinenet_lite.volume_io.load_volume` / :func:`spinenet_lite.image_io.load_image`,
+   which refuse bad input with specific errors, huge series before decoding) and chooses
+   the grader, the slice padding and the slab thickness the study needs
+   (:func:`default_grading`, :func:`slab_thickness`);
 2. finds the vertebra corners (:func:`spinenet_lite.localise.localise`, or the ``corners``
    given by the caller, e.g. the phantom's truth);
 3. cuts one ``(9, 112, 224)`` volume per visible disc (:func:`spinenet_lite.extract.extract_discs`);
@@ -53,11 +55,22 @@ __all__ = [
     "is_finding",
     "load_input",
     "predict",
+    "slab_thickness",
     "write_grades",
 ]
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-"""File endings read as 2D images (they need ``spacing_mm``); everything else is DICOM."""
+"""File endings read as 2D images (they need ``spacing_mm``); 3D files
+(:data:`spinenet_lite.volume_io.VOLUME_SUFFIXES`: ``.mha``, ``.nii.gz`` ...) are read by
+SimpleITK; everything else is DICOM."""
+
+THIN_SLICE_MM: float = 2.0
+"""Series with slices closer than this (3D acquisitions such as T2 SPACE, 1 mm) are averaged
+into :data:`SLAB_MM` slabs before grading, unless the caller says otherwise."""
+
+SLAB_MM: float = 4.0
+"""Slab thickness thin slices are averaged into: a clinical sagittal T2 slice (the paper's
+series; ``spinenet_real`` was trained on T2 SPACE slices averaged so)."""
 
 MIN_VERTEBRAE: int = 4
 """Fewest vertebral bodies (of T12 ... S1) that must be visible. Levels are named by counting
@@ -123,6 +136,31 @@ def default_grading(scan: Scan, weights: str | os.PathLike | None = None,
     return weights, pad, notes
 
 
+def slab_thickness(scan: Scan, slab_mm: float | None = None) -> tuple[float | None, list[str]]:
+    """Slab thickness (mm) the scan's slices are averaged into before grading, or None.
+
+    ``slab_mm`` None (auto): :data:`SLAB_MM` for a series of several slices closer than
+    :data:`THIN_SLICE_MM`, else None (the slices as they are, as the paper grades clinical
+    series). A positive ``slab_mm`` is used as given; 0 means no averaging.
+
+    Returns
+    -------
+    slab : float or None
+        ``resample_slice_mm`` for :func:`spinenet_lite.extract.extract_discs`.
+    notes : list of str
+        One line when the automatic choice averages, for the report.
+    """
+    if slab_mm is not None:
+        v = float(slab_mm)
+        if not np.isfinite(v) or v < 0:
+            raise InputError(f"slab thickness must be 0 (no averaging) or a positive mm value; got {slab_mm}")
+        return (v if v > 0 else None), []
+    if scan.n_slices > 1 and scan.slice_spacing < THIN_SLICE_MM:
+        return SLAB_MM, [f"thin slices ({scan.slice_spacing:.2g} mm apart) averaged into {SLAB_MM:g} mm "
+                         "slabs before grading, like a clinical sagittal series (--slab-mm 0 keeps them)"]
+    return None, []
+
+
 HOTSPOT_AUGMENTATIONS: int = 32
 """Augmentations averaged per hotspot map (the paper's method)."""
 
@@ -177,6 +215,8 @@ class Prediction:
         ``disc_<level>``).
     pad : {"zero", "replicate"}
         How slice positions the scan does not cover were filled.
+    slab_mm : float or None
+        Thickness of the slabs the scan's slices were averaged into, mm (None: none).
     """
 
     source: str
@@ -194,6 +234,7 @@ class Prediction:
     notes: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
     pad: str = "zero"
+    slab_mm: float | None = None
 
     @property
     def levels(self) -> list[str]:
@@ -251,6 +292,7 @@ class Prediction:
             "weights": dict(self.weights),
             "localiser": dict(self.localiser) if self.localiser else "corners given by the caller",
             "slice_padding": self.pad,
+            "slab_mm": self.slab_mm,
             "tta_views": 54,
             "hotspot_method": "paper",
             "levels": levels,
@@ -264,7 +306,12 @@ class Prediction:
 # ------------------------------------------------------------------------------ steps
 def load_input(path: str | os.PathLike, *, spacing_mm: float | Sequence[float] | None = None,
                series_uid: str | None = None) -> Scan:
-    """Load a DICOM series (folder or file) or a 2D image (with ``spacing_mm``) as a :class:`Scan`.
+    """Load a DICOM series (folder or file), a 3D image file or a 2D image (with ``spacing_mm``).
+
+    3D files (``.mha``, ``.mhd``, ``.nii``, ``.nii.gz``, ``.nrrd``) go through
+    :func:`spinenet_lite.volume_io.load_volume`, DICOM through
+    :func:`spinenet_lite.dicom_io.load_scan`, 2D images through
+    :func:`spinenet_lite.image_io.load_image`.
 
     Raises
     ------
@@ -279,9 +326,17 @@ def load_input(path: str | os.PathLike, *, spacing_mm: float | Sequence[float] |
     if not isinstance(path, (str, os.PathLike)):
         raise InputError(f"the input must be a path to a DICOM folder, DICOM file or image; "
                          f"got {type(path).__name__}")
+    from .volume_io import is_volume_file, load_volume
+
     p = Path(path)
     if not p.exists():
-        raise InputError(f"{p} does not exist; give a DICOM series folder, a DICOM file or a 2D image")
+        raise InputError(f"{p} does not exist; give a DICOM series folder, a DICOM file, a 3D image file "
+                         "or a 2D image")
+    if p.is_file() and is_volume_file(p):
+        if spacing_mm is not None:
+            raise InputError(f"{p.name} records its own voxel size; drop --spacing (spacing_mm), it is only "
+                             f"for 2D images ({', '.join(IMAGE_SUFFIXES)})")
+        return load_volume(p)
     if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
         if spacing_mm is None:
             raise InputError(f"{p.name} is a 2D image, which carries no pixel size; give it with "
@@ -387,6 +442,7 @@ def predict(
     n_aug: int = HOTSPOT_AUGMENTATIONS,
     seed: int = 0,
     pad: str | None = None,
+    slab_mm: float | None = None,
 ) -> Prediction:
     """Grade one study and write its report.
 
@@ -429,6 +485,10 @@ def predict(
         Disc-volume slice positions the scan does not cover: empty, as the paper does, or
         copies of the nearest covered slice (:func:`spinenet_lite.extract.pad_missing_slices`).
         Default: ``"zero"``, or ``"replicate"`` for a one-slice study (:func:`default_grading`).
+    slab_mm : float, optional
+        Average the scan's slices into slabs this thick (mm) before cutting the disc
+        volumes; 0: never. Default: :data:`SLAB_MM` for thin-slice series
+        (:func:`slab_thickness`).
 
     Returns
     -------
@@ -478,6 +538,8 @@ def predict(
     steps.set_postfix_str("load")
     scan = load_input(path, spacing_mm=spacing_mm, series_uid=series_uid)
     weights, pad, choices = default_grading(scan, weights, pad)
+    slab, slab_notes = slab_thickness(scan, slab_mm)
+    choices += slab_notes
     stop("load")
     steps.update()
 
@@ -506,7 +568,7 @@ def predict(
     steps.set_postfix_str("extract")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        discs = extract_discs(scan, c)
+        discs = extract_discs(scan, c, resample_slice_mm=slab)
     if pad != "zero":
         discs.volumes = pad_missing_slices(discs.volumes, discs.geometries, pad)
     notes = choices + [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
@@ -525,7 +587,7 @@ def predict(
 
     pred = Prediction(source=str(path), scan=scan, corners=c, discs=discs, probs=probs, labels=labels,
                       weights=winfo, localiser=linfo, version=__version__, timings=timings,
-                      cpu_timings=cpu, notes=notes, pad=pad)
+                      cpu_timings=cpu, notes=notes, pad=pad, slab_mm=slab)
 
     start()
     steps.set_postfix_str("hotspots")

@@ -255,7 +255,8 @@ def render_html(pred: Prediction, pngs: dict[str, bytes]) -> str:
         f"{pred.scan.slice_spacing:.3g} mm<br>",
         f"grader <code>{e(str(w.get('name', '?')))}</code> "
         f"sha256 <code>{e(str(w.get('sha256', '?')))}</code>; slice positions the scan does not cover: "
-        f"{'copies of the nearest slice' if pred.pad == 'replicate' else 'zeros (the paper)'}<br>",
+        f"{'copies of the nearest slice' if pred.pad == 'replicate' else 'zeros (the paper)'}"
+        + (f"; slices averaged into {pred.slab_mm:g} mm slabs" if pred.slab_mm else "") + "<br>",
         "vertebrae: " + (f"localiser <code>{e(str(loc.get('name')))}</code> sha256 <code>"
                          f"{e(str(loc.get('sha256')))}</code>" if loc
                          else "corners given by the caller") + "<br>",

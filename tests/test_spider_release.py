@@ -23,12 +23,12 @@ def _volume() -> np.ndarray:
 
 def _write_as_stored(vol: np.ndarray, file: Path, layout: str) -> None:
     """Write ``vol`` (project axes) as an .mha stored in another axis order / direction."""
-    if layout == "project":  # x -> posterior, y -> inferior, z -> left
+    if layout == "project":  # x -> posterior, y -> inferior, z -> right
         arr = vol
-        direction = (0, 0, 1, 1, 0, 0, 0, -1, 0)  # row-major; its columns are P, I, L in LPS
+        direction = (0, 0, -1, 1, 0, 0, 0, -1, 0)  # row-major; its columns are P, I, R in LPS
         spacing = (0.5, 0.6, 4.0)  # (col, row, slice)
     else:  # stored as z -> superior, y -> posterior, x -> left, the head at the end
-        arr = np.transpose(vol[:, ::-1, :], (1, 2, 0))  # (rows reversed, cols, slices) -> z,y,x
+        arr = np.transpose(vol[::-1, ::-1, :], (1, 2, 0))  # (slices, rows reversed, cols) -> z,y,x
         direction = (1, 0, 0, 0, 1, 0, 0, 0, 1)
         spacing = (4.0, 0.5, 0.6)  # x=slice (L), y=col (P), z=row (S)
     img = sitk.GetImageFromArray(np.ascontiguousarray(arr))

@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "augmentation and explain every finding with an evidence hotspot. Writes grades.csv, "
                     "grades.json, report.html and PNG figures into --out. The input is only read.")
     p.add_argument("path", metavar="PATH",
-                   help="a DICOM series folder, a DICOM file, or a 2D image (PNG/JPEG/TIFF, with --spacing)")
+                   help="a DICOM series folder, a DICOM file, a 3D image file (.mha, .mhd, .nii, .nii.gz, "
+                        ".nrrd), or a 2D image (PNG/JPEG/TIFF, with --spacing)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (outside PATH)")
     p.add_argument("--weights", default=None, metavar="W",
                    help="grader: a shipped name (spinenet_synthetic, spinenet_real, spinenet_real_2d) or a "
@@ -40,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="disc-volume slices the scan does not cover: empty as the paper does (default), or "
                         "copies of the nearest slice (the default for a one-slice study such as a 2D image; "
                         "benchmarks/spider_single_slice.py)")
+    p.add_argument("--slab-mm", type=float, default=None, metavar="MM",
+                   help="average the slices into slabs this thick before grading (0: never; default: 4 mm "
+                        "slabs for a thin-slice series, slices under 2 mm apart, else none)")
     p.add_argument("--hotspot-aug", type=int, default=32, metavar="N",
                    help="augmentations averaged per hotspot map (default 32; fewer is faster and noisier)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -115,7 +119,8 @@ def run_predict(args: argparse.Namespace) -> int:
         spacing = args.spacing[0] if len(args.spacing) == 1 else tuple(args.spacing)
     pred = predict(args.path, args.out, weights=args.weights, localiser=args.localiser, device=args.device,
                    hotspots=not args.no_hotspots, spacing_mm=spacing, series_uid=args.series,
-                   progress=not args.no_progress, n_aug=args.hotspot_aug, pad=args.pad)
+                   progress=not args.no_progress, n_aug=args.hotspot_aug, pad=args.pad,
+                   slab_mm=args.slab_mm)
     _print_summary(pred, Path(args.out))
     return 0
 

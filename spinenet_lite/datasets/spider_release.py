@@ -19,7 +19,8 @@ the three-label convention of the 2D subset (76 vertebra, 29 disc, 150 canal) th
 :func:`spinenet_lite.landmarks.corners_from_vertebra_mask` reads.
 
 Images are reoriented on reading (SimpleITK's DICOM orientation filter) so that the
-array follows the project's axes: slices along the left-right normal, rows head -> foot,
+array follows the project's axes: slices along the left-right normal (towards the right, as
+``Scan.normal`` says), rows head -> foot,
 columns anterior -> posterior (ARCHITECTURE.md), whatever the file's own direction matrix.
 
 Download: :func:`fetch_release` downloads the archives on request only, through
@@ -64,8 +65,6 @@ CANAL_LABEL = 100
 DISC_LABEL_MIN = 200
 """SPIDER release mask labels >= this are intervertebral discs."""
 
-# project axes: index 0 (columns) -> posterior, 1 (rows) -> inferior, 2 (slices) -> left
-_ORIENTATION = "PIL"
 
 
 def cache_dir(path: str | os.PathLike | None = None) -> Path:
@@ -204,23 +203,11 @@ def release_series(path: str | os.PathLike, series: str = "t2") -> list[str]:
     return sorted(ids, key=lambda s: (len(s), s))
 
 
-def _read_image(file: Path):
-    import SimpleITK as sitk
-
-    if not file.is_file():
-        raise InputError(f"{file} does not exist")
-    try:
-        img = sitk.ReadImage(str(file))
-    except RuntimeError as exc:
-        raise CorruptFileError(f"SimpleITK cannot read {file} ({str(exc).splitlines()[0][:200]}); "
-                               "re-download it") from None
-    if img.GetDimension() != 3:
-        raise InputError(f"{file} is {img.GetDimension()}-D; SPIDER series are 3-D")
-    return sitk.DICOMOrient(img, _ORIENTATION)
-
-
 def read_mha(file: str | os.PathLike, *, patient_id: str = "anonymous") -> Scan:
     """A 3D ``.mha`` sagittal series as a :class:`~spinenet_lite.scan.Scan` in the project's axes.
+
+    :func:`spinenet_lite.volume_io.load_volume` with the checks it makes (header, 3-D,
+    sagittal, size, NaN, blank).
 
     Parameters
     ----------
@@ -233,27 +220,21 @@ def read_mha(file: str | os.PathLike, *, patient_id: str = "anonymous") -> Scan:
     -------
     Scan
         ``volume (S, H, W)`` float32 (raw intensities, not rescaled): slices ordered
-        towards the patient's left, rows head -> foot, columns anterior -> posterior;
+        towards the patient's right, rows head -> foot, columns anterior -> posterior;
         ``pixel_spacing (row, col)`` and ``slice_spacing`` in mm.
     """
-    img = _read_image(Path(file))
-    sx, sy, sz = img.GetSpacing()
-    import SimpleITK as sitk
+    from ..volume_io import load_volume
 
-    vol = sitk.GetArrayFromImage(img).astype(np.float32)
-    d = np.asarray(img.GetDirection(), dtype=np.float64).reshape(3, 3)
-    return Scan(volume=vol, pixel_spacing=(float(sy), float(sx)), slice_spacing=float(sz),
-                slice_thickness=float(sz), origin=np.asarray(img.GetOrigin(), dtype=np.float64),
-                row_direction=d[:, 0].copy(), column_direction=d[:, 1].copy(),
-                patient_id=patient_id, series_description=f"SPIDER release {Path(file).stem}",
-                source=str(file))
+    return load_volume(file, patient_id=patient_id, series_description=f"SPIDER release {Path(file).stem}")
 
 
 def read_mask(file: str | os.PathLike) -> np.ndarray:
     """A release mask ``(S, H, W)`` int32 in the same axes as :func:`read_mha`."""
     import SimpleITK as sitk
 
-    return sitk.GetArrayFromImage(_read_image(Path(file))).astype(np.int32)
+    from ..volume_io import read_oriented
+
+    return sitk.GetArrayFromImage(read_oriented(file)).astype(np.int32)
 
 
 def mask_groups(mask: np.ndarray) -> np.ndarray:
