@@ -44,6 +44,9 @@ COARSER_TOLERANCE = 1.25
 """A volume is refused as not sagittal when another axis is more than this factor coarser than
 its left-right axis (isotropic 3D volumes pass)."""
 
+READ_TIMEOUT_S: float = 120.0
+"""A child process reading one file (:func:`load_volume`) longer than this is stopped."""
+
 _AXIS_NAMES = ("left-right", "front-back", "head-foot")  # LPS x, y, z
 
 
@@ -132,8 +135,66 @@ def _check_header(reader: Any, path: Path, max_voxels: int) -> None:
             "give the sagittal T2 series of the study")
 
 
+def _read_arrays(path: Path, max_voxels: int) -> dict[str, np.ndarray]:
+    """Header checks, pixels, orientation, pixel checks: ``volume``, ``spacing``, ``origin``,
+    ``direction`` of the reoriented image."""
+    import SimpleITK as sitk
+
+    reader = _reader(path)
+    _check_header(reader, path, max_voxels)
+    img = _execute(reader, path)
+    vol = sitk.GetArrayFromImage(img).astype(np.float32)
+    if not np.isfinite(vol).all():
+        raise PixelDataError(f"{path.name} holds NaN or infinite values; fix or crop them first")
+    if float(vol.max()) == float(vol.min()):
+        raise PixelDataError(f"every voxel of {path.name} has the same value ({float(vol.min()):g}): the "
+                             "image is blank (e.g. all zero); check the export")
+    return {"volume": vol, "spacing": np.asarray(img.GetSpacing(), np.float64),
+            "origin": np.asarray(img.GetOrigin(), np.float64),
+            "direction": np.asarray(img.GetDirection(), np.float64).reshape(3, 3)}
+
+
+def _read_isolated(path: Path, max_voxels: int) -> dict[str, np.ndarray]:
+    """:func:`_read_arrays` in a child process, so that a reader crash or stall is an error.
+
+    SimpleITK (ITK) can crash the process on a malformed header (a MetaImage with
+    ``NDims = -1``) or hang on one (a NIfTI file with an infinite affine): both found by
+    fuzzing. The child writes the arrays to a temporary ``.npz``, or one JSON line naming
+    the project error it raised.
+    """
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    from . import errors
+
+    with tempfile.TemporaryDirectory(prefix="spinenet_volume_") as tmp:
+        out = Path(tmp) / "volume.npz"
+        cmd = [sys.executable, "-m", "spinenet_lite.volume_io", str(path), str(out), str(int(max_voxels))]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=READ_TIMEOUT_S, check=False)
+        except subprocess.TimeoutExpired:
+            raise CorruptFileError(f"reading {path.name} took more than {READ_TIMEOUT_S:.0f} s (the image "
+                                   "reader stalled): the file is damaged or not a 3D image") from None
+        if proc.returncode == 0 and out.is_file():
+            with np.load(out, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        lines = proc.stdout.strip().splitlines()
+        if proc.returncode == 2 and lines and lines[-1].startswith("{"):
+            err = json.loads(lines[-1])
+            cls = getattr(errors, str(err.get("error")), InputError)
+            if not (isinstance(cls, type) and issubclass(cls, errors.SpineNetError)):
+                cls = InputError
+            raise cls(str(err.get("message")))
+        how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit code {proc.returncode}"
+        raise CorruptFileError(f"the image reader crashed on {path.name} ({how}): the file is damaged or not "
+                               "a valid 3D image; re-export or re-download it")
+
+
 def load_volume(path: str | os.PathLike, *, max_voxels: int | None = None,
-                patient_id: str | None = None, series_description: str | None = None) -> Scan:
+                patient_id: str | None = None, series_description: str | None = None,
+                isolate: bool = True) -> Scan:
     """Load a 3D sagittal series file as a :class:`Scan` in the project's axes.
 
     Parameters
@@ -145,6 +206,10 @@ def load_volume(path: str | os.PathLike, *, max_voxels: int | None = None,
         :data:`~spinenet_lite.dicom_io.DEFAULT_MAX_VOXELS`).
     patient_id, series_description : str, optional
         Stored in the scan (default ``"anonymous"`` and the file name).
+    isolate : bool
+        Read in a child process (default; about a second more), so that a file that
+        crashes or stalls the image reader is refused with :class:`CorruptFileError`
+        instead of taking the caller down. False: read in this process (trusted files).
 
     Returns
     -------
@@ -158,28 +223,21 @@ def load_volume(path: str | os.PathLike, *, max_voxels: int | None = None,
     ------
     InputError
         A missing file, or not 3-D. Subclasses: :class:`CorruptFileError` (unreadable header
-        or pixels), :class:`PixelDataError` (colour, too many voxels, NaN, blank),
-        :class:`GeometryError` (no voxel size), :class:`NotSagittalError`.
+        or pixels, a reader crash or stall), :class:`PixelDataError` (colour, too many voxels,
+        NaN, blank), :class:`GeometryError` (no voxel size), :class:`NotSagittalError`.
     """
-    import SimpleITK as sitk
-
     from .dicom_io import DEFAULT_MAX_VOXELS
 
     p = Path(path)
-    reader = _reader(p)
-    _check_header(reader, p, DEFAULT_MAX_VOXELS if max_voxels is None else int(max_voxels))
-    img = _execute(reader, p)
-    vol = sitk.GetArrayFromImage(img).astype(np.float32)
-    if not np.isfinite(vol).all():
-        raise PixelDataError(f"{p.name} holds NaN or infinite values; fix or crop them first")
-    if float(vol.max()) == float(vol.min()):
-        raise PixelDataError(f"every voxel of {p.name} has the same value ({float(vol.min()):g}): the image "
-                             "is blank (e.g. all zero); check the export")
-    sx, sy, sz = (float(v) for v in img.GetSpacing())
-    d = np.asarray(img.GetDirection(), dtype=np.float64).reshape(3, 3)
-    return Scan(volume=vol, pixel_spacing=(sy, sx), slice_spacing=sz, slice_thickness=sz,
-                origin=np.asarray(img.GetOrigin(), dtype=np.float64), row_direction=d[:, 0].copy(),
-                column_direction=d[:, 1].copy(), patient_id=patient_id or "anonymous",
+    if not p.is_file():
+        _reader(p)  # the missing-file error, without a child process
+    limit = DEFAULT_MAX_VOXELS if max_voxels is None else int(max_voxels)
+    a = _read_isolated(p, limit) if isolate else _read_arrays(p, limit)
+    sx, sy, sz = (float(v) for v in a["spacing"])
+    d = a["direction"]
+    return Scan(volume=a["volume"], pixel_spacing=(sy, sx), slice_spacing=sz, slice_thickness=sz,
+                origin=a["origin"], row_direction=d[:, 0].copy(), column_direction=d[:, 1].copy(),
+                patient_id=patient_id or "anonymous",
                 series_description=series_description if series_description is not None else p.name,
                 modality="MR", source=str(p))
 
@@ -208,3 +266,25 @@ def write_volume(scan: Scan, path: str | os.PathLike) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(img, str(p))
     return p
+
+
+def _main(argv: list[str]) -> int:
+    """The child process of :func:`_read_isolated`: ``PATH OUT.npz MAX_VOXELS``."""
+    import json
+
+    from .errors import SpineNetError
+
+    path, out, max_voxels = argv
+    try:
+        arrays = _read_arrays(Path(path), int(max_voxels))
+    except SpineNetError as exc:
+        print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
+        return 2
+    np.savez(out, **arrays)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_main(sys.argv[1:]))

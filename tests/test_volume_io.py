@@ -167,3 +167,61 @@ def test_predict_refuses_bad_volume_files_in_one_line(tmp_path, tiny_grader, cap
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "bad.mha" in err, err
     assert not (tmp_path / "o2").exists() and bad.read_bytes() == b"ObjectType = Image\nNDims = 3\n"
+
+
+def test_reader_crash_and_stall_are_refused_not_fatal(tmp_path, monkeypatch):
+    """Files found by fuzzing: SimpleITK 2.5 segfaults on a MetaImage with NDims = -1 and hangs on a
+    NIfTI header with an infinite affine entry. Read in a child process, both are a CorruptFileError
+    (whether a later SimpleITK crashes, stalls or refuses them), and this process lives on."""
+    import struct
+
+    import spinenet_lite.volume_io as V
+
+    crash = tmp_path / "crash.mha"
+    crash.write_text("ObjectType = Image\nNDims = -1\nElementSpacing = 0 -1 0 0.5\nElementType = MET_DOUBLE\n"
+                     "ElementNumberOfChannels = 0\nElementDataFile = missing.raw\n")
+    with pytest.raises(CorruptFileError, match="crash.mha"):
+        load_volume(crash)
+    nii = bytearray(write_volume(_scan(), tmp_path / "ok.nii").read_bytes())
+    struct.pack_into("<f", nii, 280 + 4 * 5, float("inf"))  # srow_y[1] of the NIfTI-1 header
+    stall = tmp_path / "stall.nii"
+    stall.write_bytes(bytes(nii))
+    monkeypatch.setattr(V, "READ_TIMEOUT_S", 5.0)
+    with pytest.raises(CorruptFileError, match="stall.nii"):
+        load_volume(stall)
+    # the same reader in this process, for trusted files, gives the same scan as the child
+    f = write_volume(_scan(), tmp_path / "fine.mha")
+    np.testing.assert_array_equal(load_volume(f, isolate=False).volume, load_volume(f).volume)
+
+
+_META_KEYS = ("ObjectType = Image", "NDims = {i}", "DimSize = {v}", "ElementType = {t}",
+              "ElementSpacing = {v}", "TransformMatrix = {v}", "ElementNumberOfChannels = {i}",
+              "CompressedData = True", "HeaderSize = {i}", "ElementDataFile = LOCAL")
+
+
+def test_fuzzed_metaimage_headers_give_only_project_errors(tmp_path_factory):
+    """Random MetaImage headers (counts, sizes, spacings, matrices) and trailing bytes: a Scan or
+    one of the project's errors, never a crash of the caller."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from spinenet_lite.errors import SpineNetError
+
+    nums = st.sampled_from(["-1", "0", "1", "3", "9", "2147483648", "nan", "inf", "0.5", "1e30", "x"])
+    line = st.tuples(st.sampled_from(_META_KEYS), st.sampled_from(["-1", "0", "1", "2", "3", "4", "99"]),
+                     st.lists(nums, min_size=0, max_size=10).map(" ".join),
+                     st.sampled_from(["MET_SHORT", "MET_FLOAT", "MET_UCHAR", "MET_BOGUS"]))
+    folder = tmp_path_factory.mktemp("fuzz_mha")
+
+    @settings(max_examples=25, deadline=None, derandomize=True, database=None)
+    @given(lines=st.lists(line, min_size=1, max_size=10), tail=st.binary(max_size=2000))
+    def check(lines, tail):
+        text = "\n".join(k.format(i=i, v=v, t=t) for k, i, v, t in lines) + "\n"
+        f = folder / "f.mha"
+        f.write_bytes(text.encode() + tail)
+        try:
+            load_volume(f)
+        except SpineNetError:
+            pass
+
+    check()
