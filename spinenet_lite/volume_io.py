@@ -13,7 +13,9 @@ grey component, the voxel count (:data:`~spinenet_lite.dicom_io.DEFAULT_MAX_VOXE
 that the acquisition is sagittal: the left-right axis must be the coarsest (the slice
 direction of a sagittal series), else an axial or coronal acquisition resliced into sagittal
 images would have a head-foot or front-back resolution of several mm
-(:class:`NotSagittalError`). After reading: no NaN, not blank. The file is only read.
+(:class:`NotSagittalError`). After reading: no NaN, not blank. The file is only read, in a
+child process by default: SimpleITK crashes or hangs on some malformed headers (found by
+fuzzing), and that must be a refusal, not the end of the caller.
 
 :func:`write_volume` writes a scan as such a file (tests, exports).
 """
