@@ -40,6 +40,7 @@ import numpy as np
 from .errors import InputError, LandmarkError, TooFewDiscsError
 from .scan import Scan
 from .tasks import LEVELS, TASK_NAMES, TASKS, VERTEBRAE, get_task
+from .weights import DEFAULT_GRADER, ONE_SLICE_GRADER, REAL_GRADER
 
 __all__ = [
     "DEMO_LABELS",
@@ -84,27 +85,16 @@ FINDING_THRESHOLDS: dict[str, int] = {
 }
 """A predicted class ``>=`` this index is a finding and gets a hotspot map."""
 
-ONE_SLICE_GRADER: str = "spinenet_real_2d"
-"""Grader for a one-slice study (a 2D image, a single DICOM slice) when the caller names none:
-the real-scan model trained on SPIDER mid-sagittal slices copied into all nine slice
-positions (``data/weights/README.md``). A nine-slice model fed one slice among eight empty
-ones grades nearly every disc alike (chapter 8)."""
-
-REAL_GRADER: str = "spinenet_real"
-"""Grader for a real multi-slice study (not a synthetic-cohort one) when the caller names none:
-the synthetic model fine-tuned on SPIDER's T2 SPACE slabs (cross-validated Pfirrmann 50.1 %
-against 26.0 % for the synthetic model zero-shot, ``data/results/spider_cv_teaching.md``)."""
-
-
 def default_grading(scan: Scan, weights: str | os.PathLike | None = None,
                     pad: str | None = None) -> tuple[str | os.PathLike, str, list[str]]:
     """The grader and slice padding :func:`predict` uses for ``scan`` when not given.
 
-    A study with one slice gets :data:`ONE_SLICE_GRADER` and ``"replicate"`` padding (the
-    slice in all nine positions, as that model was trained); a synthetic-cohort study
-    (:attr:`~spinenet_lite.scan.Scan.is_phantom`) the synthetic grader
-    (``spinenet_synthetic``); any other (real) study :data:`REAL_GRADER`; both with the
-    paper's zero padding. A value the caller gives is kept.
+    A study with one slice gets :data:`~spinenet_lite.weights.ONE_SLICE_GRADER` and
+    ``"replicate"`` padding (the slice in all nine positions, as that model was trained); a
+    synthetic-cohort study (:attr:`~spinenet_lite.scan.Scan.is_phantom`)
+    :data:`~spinenet_lite.weights.DEFAULT_GRADER` (the synthetic grader); any other (real)
+    study :data:`~spinenet_lite.weights.REAL_GRADER`; both with the paper's zero padding. A
+    value the caller gives is kept.
 
     Returns
     -------
@@ -113,8 +103,6 @@ def default_grading(scan: Scan, weights: str | os.PathLike | None = None,
     notes : list of str
         One line per choice made here, for the report.
     """
-    from .weights import DEFAULT_GRADER
-
     one_slice = scan.volume.shape[0] == 1
     notes = []
     if weights is None:
@@ -457,7 +445,7 @@ def predict(
     weights : str or path, optional
         Grader: a name of :data:`spinenet_lite.weights.REGISTRY` or a checkpoint path;
         default (:func:`default_grading`): ``"spinenet_synthetic"`` for a synthetic-cohort
-        study, :data:`REAL_GRADER` for a real one, :data:`ONE_SLICE_GRADER` for one slice.
+        study, ``"spinenet_real"`` for a real one, ``"spinenet_real_2d"`` for one slice.
     localiser : str or path, optional
         Localiser weights (name or path); default the shipped localiser. Unused with ``corners``.
     device : str

@@ -61,9 +61,9 @@ CornersHook = Callable[[Scan, str], np.ndarray] | Mapping[str, np.ndarray]
 
 def default_weights() -> Path:
     """The shipped real-scan model, ``data/weights/spinenet_real.pt`` (registry name ``spinenet_real``)."""
-    from .weights import REGISTRY, weights_dir
+    from .weights import REAL_GRADER, REGISTRY, weights_dir
 
-    return weights_dir() / REGISTRY["spinenet_real"].filename
+    return weights_dir() / REGISTRY[REAL_GRADER].filename
 
 
 def synthetic_weights() -> Path:
@@ -199,11 +199,11 @@ def study_discs(scan: Scan, corners: np.ndarray, *, resample_slice_mm: float | N
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dv = extract_discs(scan, corners, resample_slice_mm=resample_slice_mm)
-    vols = to_uint8(dv.volumes if centre_only else pad_missing_slices(dv.volumes, dv.geometries, pad))
     if centre_only:
-        vols = single_slice(vols)
-        if pad == "replicate":
-            vols = centre_replicated(vols)
+        vols = to_uint8(dv.volumes)
+        vols = centre_replicated(vols) if pad == "replicate" else single_slice(vols)
+    else:
+        vols = to_uint8(pad_missing_slices(dv.volumes, dv.geometries, pad))
     return vols, dv.level_indices, list(dv.geometries)
 
 
@@ -393,9 +393,9 @@ def _load(weights: Any, device: Any) -> Any:
     if weights is not None and not isinstance(weights, (str, os.PathLike)):
         return weights  # a model
     if weights is None and default_weights().is_file():
-        from .weights import load_grader
+        from .weights import REAL_GRADER, load_grader
 
-        model, _ = load_grader("spinenet_real", device=device)  # hash-checked against the registry
+        model, _ = load_grader(REAL_GRADER, device=device)  # hash-checked against the registry
         return model
     path = Path(weights) if weights is not None else default_weights()
     if not path.is_file():

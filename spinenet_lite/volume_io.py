@@ -80,13 +80,17 @@ def _first_line(exc: Exception) -> str:
     return (lines[-1] if lines else type(exc).__name__)[:160]
 
 
+def _check_dimension(reader: Any, path: Path) -> None:
+    if reader.GetDimension() != 3:
+        raise InputError(f"{path.name} is a {reader.GetDimension()}-D image; give a 3-D sagittal series "
+                         "(a single 2-D slice goes in as PNG with --spacing)")
+
+
 def _execute(reader: Any, path: Path) -> Any:
     """Read the pixels and reorient them to :data:`ORIENTATION`."""
     import SimpleITK as sitk
 
-    if reader.GetDimension() != 3:
-        raise InputError(f"{path.name} is a {reader.GetDimension()}-D image; give a 3-D sagittal series "
-                         "(a single 2-D slice goes in as PNG with --spacing)")
+    _check_dimension(reader, path)
     try:
         img = reader.Execute()
     except RuntimeError as exc:
@@ -106,8 +110,7 @@ def read_oriented(path: str | os.PathLike) -> Any:
 
 
 def _check_header(reader: Any, path: Path, max_voxels: int) -> None:
-    if reader.GetDimension() != 3:
-        _execute(reader, path)  # raises the dimension error
+    _check_dimension(reader, path)
     if reader.GetNumberOfComponents() != 1:
         raise PixelDataError(f"{path.name} has {reader.GetNumberOfComponents()} values per voxel (colour or "
                              "vector data); MR series are grey: export the original grey-scale series")

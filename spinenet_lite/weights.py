@@ -33,6 +33,8 @@ from .errors import WeightsError
 __all__ = [
     "DEFAULT_GRADER",
     "DEFAULT_LOCALISER",
+    "ONE_SLICE_GRADER",
+    "REAL_GRADER",
     "REGISTRY",
     "ResolvedWeights",
     "WeightsEntry",
@@ -114,7 +116,17 @@ REGISTRY: dict[str, WeightsEntry] = {
 }
 
 DEFAULT_GRADER = "spinenet_synthetic"
-"""Registry name of the grader used when none is given."""
+"""Registry name of the grader used when none is given (``predict`` uses it for
+synthetic-cohort studies, see :func:`spinenet_lite.predict.default_grading`)."""
+REAL_GRADER = "spinenet_real"
+"""Registry name of the grader of real multi-slice studies: the synthetic model fine-tuned on
+SPIDER's T2 SPACE slabs (cross-validated Pfirrmann 50.1 % against 26.0 % for the synthetic
+model zero-shot, ``data/results/spider_cv_teaching.md``)."""
+ONE_SLICE_GRADER = "spinenet_real_2d"
+"""Registry name of the grader of one-slice studies (a 2D image, a single DICOM slice): the
+real-scan model trained on SPIDER mid-sagittal slices copied into all nine slice positions
+(``data/weights/README.md``). A nine-slice model fed one slice among eight empty ones grades
+nearly every disc alike (chapter 8)."""
 DEFAULT_LOCALISER = "localiser"
 """Registry name of the localiser used when none is given."""
 
