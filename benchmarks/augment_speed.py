@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from spinenet_lite.augment import Transforms, apply_transforms, sample_transforms
+from spinenet_lite.nn.augment import Transforms, apply_transforms, sample_transforms
 from spinenet_lite.results import machine_description
 
 OUT_DIR = Path(__file__).resolve().parent / "results"

@@ -13,7 +13,7 @@ import time
 import warnings
 from pathlib import Path
 
-from spinenet_lite.extract import extract_discs, extract_masks
+from spinenet_lite.extract.discs import extract_discs, extract_masks
 from spinenet_lite.results import machine_description, to_jsonable
 
 
@@ -34,7 +34,7 @@ def _phantom(n: int, seed: int) -> dict:
 
 def _spider(n: int) -> dict:
     from spinenet_lite.datasets.spider import default_spider_dir
-    from spinenet_lite.landmarks import corners_from_vertebra_mask, read_space_study, space_patients
+    from spinenet_lite.extract.landmarks import corners_from_vertebra_mask, read_space_study, space_patients
 
     root = default_spider_dir()
     pats = space_patients(root)[:n]

@@ -41,11 +41,11 @@ from typing import Any
 import torch
 from train_throughput import run as throughput_run  # benchmarks/ is on sys.path as the script's folder
 
-from spinenet_lite.cache import load_cache, patient_split
 from spinenet_lite.config import resolve_device
-from spinenet_lite.data import DATA_DIR_ENV, dataset_name
+from spinenet_lite.datasets.cache import load_cache, patient_split
+from spinenet_lite.datasets.synthetic import DATA_DIR_ENV, dataset_name
 from spinenet_lite.errors import ConfigError
-from spinenet_lite.experiments import (
+from spinenet_lite.experiments.paper import (
     ABLATIONS,
     BASELINE_BRANCH_POINT,
     N_FOLDS,
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     code = (
-        "import sys; from spinenet_lite.data import synthetic_dataset; "
+        "import sys; from spinenet_lite.datasets.synthetic import synthetic_dataset; "
         "synthetic_dataset(int(sys.argv[1]), int(sys.argv[2]), workers=int(sys.argv[3]), progress=False)"
     )
     gen = subprocess.Popen(
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     # 3. epochs that fit
     tr, va, te = patient_split(data.patients, args.seed)
     t_build = time.perf_counter()
-    from spinenet_lite.train import build_model
+    from spinenet_lite.engine.training import build_model
 
     build_model(config.replace(branch_point=models[0])).to(device)  # the first (for `all` the largest) model
     if cuda:
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     save()
 
     # 4. the sweep
-    from spinenet_lite.train import train
+    from spinenet_lite.engine.training import train
 
     def train_fn(cfg: Any, train_data: Any, val_data: Any) -> Any:
         share = 2 * epochs * plan["epoch_s"][cfg.branch_point] + 10

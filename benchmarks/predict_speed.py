@@ -31,8 +31,8 @@ STEPS = ("load", "localise", "extract", "tta", "hotspots", "report")
 
 def _grader(name: str | None, tmp: Path) -> tuple[str, str]:
     """The weights to use and a note on where they came from."""
+    from spinenet_lite.engine.weights import verify_weights
     from spinenet_lite.errors import SpineNetError
-    from spinenet_lite.weights import verify_weights
 
     try:
         info = verify_weights(name, kind="grader")
@@ -42,8 +42,8 @@ def _grader(name: str | None, tmp: Path) -> tuple[str, str]:
             raise
         import torch
 
-        from spinenet_lite.checkpoint import save_checkpoint
-        from spinenet_lite.model import SpineNet
+        from spinenet_lite.engine.checkpoint import save_checkpoint
+        from spinenet_lite.nn.model import SpineNet
 
         kw = {"branch_point": "conv5", "width": 0.25, "dropout": 0.5}
         torch.manual_seed(0)
@@ -55,10 +55,10 @@ def _grader(name: str | None, tmp: Path) -> tuple[str, str]:
 def _localiser_ready() -> bool:
     import importlib.util
 
+    from spinenet_lite.engine.weights import verify_weights
     from spinenet_lite.errors import SpineNetError
-    from spinenet_lite.weights import verify_weights
 
-    if importlib.util.find_spec("spinenet_lite.localise") is None:
+    if importlib.util.find_spec("spinenet_lite.localise.inference") is None:
         return False
     try:
         verify_weights(None, kind="localiser")
@@ -89,9 +89,9 @@ def main() -> None:
 
     import torch
 
-    from spinenet_lite.dicom_io import write_dicom_series
+    from spinenet_lite.app import predict
+    from spinenet_lite.io.dicom import write_dicom_series
     from spinenet_lite.phantom import synth_patient
-    from spinenet_lite.predict import predict
     from spinenet_lite.results import machine_description, to_jsonable
 
     torch.set_num_threads(args.threads)

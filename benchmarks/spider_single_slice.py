@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spinenet_lite import spider_eval as se
-from spinenet_lite.evaluate import predict, predict_labels
+from spinenet_lite.engine.evaluation import predict, predict_labels
+from spinenet_lite.engine.weights import load_grader
+from spinenet_lite.experiments import spider_cv as se
 from spinenet_lite.results import git_commit, machine_description
-from spinenet_lite.weights import load_grader
 
 OUT = Path(__file__).resolve().parent / "results" / "spider_single_slice.json"
 

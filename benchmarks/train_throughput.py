@@ -1,6 +1,6 @@
 """Training throughput of SpineNet: samples per second for several widths and branch points.
 
-One full training step per iteration, as :func:`spinenet_lite.train.train` does it: uint8
+One full training step per iteration, as :func:`spinenet_lite.engine.training.train` does it: uint8
 batch -> float, batched augmentation on the batch's device, forward (bf16 autocast and
 channels-last on CUDA), class-weighted multi-task loss, backward, SGD step. On CUDA the
 model's FLOPs per sample give the achieved TFLOP/s, compared with the bf16 matrix-multiply
@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spinenet_lite.augment import apply_transforms, sample_transforms
-from spinenet_lite.losses import class_weights, multitask_loss
-from spinenet_lite.model import SpineNet, count_flops
+from spinenet_lite.nn.augment import apply_transforms, sample_transforms
+from spinenet_lite.nn.losses import class_weights, multitask_loss
+from spinenet_lite.nn.model import SpineNet, count_flops
 from spinenet_lite.results import git_commit, machine_description
 from spinenet_lite.tasks import N_CLASSES, TASK_NAMES
 

@@ -8,7 +8,7 @@ The pipeline, one module a stage::
 """
 
 from .errors import SpineNetError
-from .scan import Scan
+from .io.scan import Scan
 from .seed import seed_everything
 from .tasks import LEVELS, MISSING, TASK_NAMES, TASKS, VERTEBRAE
 

@@ -44,8 +44,8 @@ def tiny_grader(tmp_path_factory):
     """``(path, model)``: a randomly initialised tiny SpineNet saved as a checkpoint."""
     import torch
 
-    from spinenet_lite.checkpoint import save_checkpoint
-    from spinenet_lite.model import SpineNet
+    from spinenet_lite.engine.checkpoint import save_checkpoint
+    from spinenet_lite.nn.model import SpineNet
 
     torch.manual_seed(0)
     model = SpineNet(**TINY_GRADER_KW)

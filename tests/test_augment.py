@@ -1,4 +1,4 @@
-"""Tests of spinenet_lite.augment: ranges, determinism, exact inverses, TTA views."""
+"""Tests of spinenet_lite.nn.augment: ranges, determinism, exact inverses, TTA views."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spinenet_lite.augment import (
+from spinenet_lite.errors import ConfigError, InputError
+from spinenet_lite.nn.augment import (
     AugmentRanges,
     Transforms,
     affine_theta,
@@ -20,7 +21,6 @@ from spinenet_lite.augment import (
     slice_flip,
     tta_transforms,
 )
-from spinenet_lite.errors import ConfigError, InputError
 
 H, W = 56, 112  # half-size slices keep the tests fast; nothing depends on 112x224
 
@@ -133,7 +133,7 @@ def test_integer_shift_and_flip_are_exact():
 
 
 def test_affine_grid_matches_torch():
-    from spinenet_lite.augment import _affine_grid
+    from spinenet_lite.nn.augment import _affine_grid
 
     t = sample_transforms(8, generator=0)
     theta = affine_theta(t, (H, W), dtype=torch.float32)

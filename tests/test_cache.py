@@ -1,4 +1,4 @@
-"""Tests of the disc cache (spinenet_lite.cache) and the synthetic-data glue (spinenet_lite.data)."""
+"""Tests of the disc cache (``datasets.cache``) and the synthetic-data glue (``datasets.synthetic``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from test_extract import toy_spine  # the toy-spine drawer (tests/ is on sys.path under pytest)
 
-from spinenet_lite.cache import (
+from spinenet_lite.datasets.cache import (
     DiscDataset,
     geometries_to_arrays,
     geometry_from_arrays,
@@ -17,7 +17,7 @@ from spinenet_lite.cache import (
     write_cache,
 )
 from spinenet_lite.errors import InputError
-from spinenet_lite.extract import extract_discs, extract_masks
+from spinenet_lite.extract.discs import extract_discs, extract_masks
 from spinenet_lite.tasks import TASK_NAMES
 
 
@@ -123,8 +123,8 @@ def test_patient_split():
 @pytest.mark.slow
 def test_synthetic_dataset_end_to_end(tmp_path):
     pytest.importorskip("spinenet_lite.phantom")
-    from spinenet_lite.cache import extract_cohort
-    from spinenet_lite.data import synthetic_dataset
+    from spinenet_lite.datasets.cache import extract_cohort
+    from spinenet_lite.datasets.synthetic import synthetic_dataset
     from spinenet_lite.phantom import load_patient, read_cohort
 
     ds = synthetic_dataset(2, seed=5, root=tmp_path, workers=1, progress=False)

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from spinenet_lite.checkpoint import load_checkpoint, load_model, rng_state, save_checkpoint, set_rng_state
+from spinenet_lite.engine.checkpoint import (
+    load_checkpoint,
+    load_model,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from spinenet_lite.errors import WeightsError
 
 
@@ -80,7 +86,7 @@ def test_unsafe_pickle_is_refused(tmp_path):
 
 
 def test_load_model_restores_weights(tmp_path):
-    from spinenet_lite.model import SpineNet
+    from spinenet_lite.nn.model import SpineNet
 
     torch.manual_seed(0)
     net = SpineNet(branch_point="fc6", width=0.0625, dropout=0.5)
@@ -101,8 +107,8 @@ def test_load_model_restores_weights(tmp_path):
 
 
 def test_export_weights_is_half_size_and_predicts_the_same(tmp_path):
-    from spinenet_lite.checkpoint import export_weights
-    from spinenet_lite.model import SpineNet
+    from spinenet_lite.engine.checkpoint import export_weights
+    from spinenet_lite.nn.model import SpineNet
 
     torch.manual_seed(0)
     net = SpineNet(branch_point="conv5", width=0.0625, dropout=0.5).eval()

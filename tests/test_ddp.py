@@ -15,9 +15,9 @@ SCRIPT = textwrap.dedent('''
     import numpy as np, torch
     from dataclasses import dataclass
     from spinenet_lite.config import get_tier
-    from spinenet_lite.model import SpineNet
+    from spinenet_lite.nn.model import SpineNet
     from spinenet_lite.tasks import N_CLASSES, TASK_NAMES
-    from spinenet_lite.train import train
+    from spinenet_lite.engine.training import train
 
     @dataclass
     class D:

@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from pydicom import config as dicom_config
 from pydicom.dataelem import DataElement
 
-from spinenet_lite.dicom_io import load_scan, write_dicom_series
 from spinenet_lite.errors import SpineNetError
-from spinenet_lite.scan import Scan
+from spinenet_lite.io.dicom import load_scan, write_dicom_series
+from spinenet_lite.io.scan import Scan
 
 TAGS = (
     "PixelSpacing", "ImagePositionPatient", "ImageOrientationPatient", "Rows", "Columns",

@@ -12,7 +12,6 @@ import pytest
 import SimpleITK as sitk
 from pydicom.data import get_testdata_file
 
-from spinenet_lite.dicom_io import DEFAULT_MAX_VOXELS, load_scan, write_dicom_series
 from spinenet_lite.errors import (
     CorruptFileError,
     GeometryError,
@@ -24,7 +23,8 @@ from spinenet_lite.errors import (
     PixelDataError,
     SpineNetError,
 )
-from spinenet_lite.scan import Scan
+from spinenet_lite.io.dicom import DEFAULT_MAX_VOXELS, load_scan, write_dicom_series
+from spinenet_lite.io.scan import Scan
 
 
 def make_scan(n_slices: int = 5, rows: int = 24, cols: int = 20, seed: int = 0, **kw) -> Scan:

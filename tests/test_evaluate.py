@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from spinenet_lite import evaluate as E
+from spinenet_lite.engine import evaluation as E
 from spinenet_lite.errors import InputError
 from spinenet_lite.tasks import MISSING, N_CLASSES, TASK_NAMES, TASKS
 
@@ -104,8 +104,8 @@ def test_predict_rejects_bad_input():
 
 
 def test_predict_real_tta_views_and_model():
-    augment = pytest.importorskip("spinenet_lite.augment")
-    from spinenet_lite.model import SpineNet
+    augment = pytest.importorskip("spinenet_lite.nn.augment")
+    from spinenet_lite.nn.model import SpineNet
 
     torch.manual_seed(0)
     model = SpineNet(branch_point="conv5", width=0.0625)
@@ -153,7 +153,7 @@ def _synthetic_dataset(n_patients=12, seed=0):
 
 
 def test_evaluate_oracle_reaches_the_ceiling(tmp_path):
-    from spinenet_lite import metrics
+    from spinenet_lite.metrics import classification as metrics
 
     ds = _synthetic_dataset()
     idx = np.arange(12, 60)
@@ -191,7 +191,7 @@ def test_evaluate_without_reference_labels_and_bad_idx():
 
 
 def test_viz_eval():
-    from spinenet_lite import viz_eval
+    from spinenet_lite.viz import evaluate as viz_eval
 
     ds = _synthetic_dataset(4)
     res = E.evaluate(OracleModel(), ds, tta=False, device="cpu")

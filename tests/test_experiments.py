@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from spinenet_lite import evaluate as E
-from spinenet_lite import experiments as X
-from spinenet_lite.cache import DiscDataset
 from spinenet_lite.cli import main
+from spinenet_lite.datasets.cache import DiscDataset
+from spinenet_lite.engine import evaluation as E
+from spinenet_lite.experiments import paper as X
 from spinenet_lite.tasks import BRANCH_POINTS, MISSING, N_CLASSES, PAPER_TABLE2, TASK_NAMES
 
 T = len(TASK_NAMES)
@@ -174,9 +174,9 @@ def test_cli_experiment(tmp_path, monkeypatch, fake_tta):
 
 
 def test_cli_evaluate(tmp_path):
-    from spinenet_lite.cache import write_cache
-    from spinenet_lite.checkpoint import save_checkpoint
-    from spinenet_lite.model import SpineNet
+    from spinenet_lite.datasets.cache import write_cache
+    from spinenet_lite.engine.checkpoint import save_checkpoint
+    from spinenet_lite.nn.model import SpineNet
 
     ds = _dataset(4, size=(112, 224))
     cache = write_cache(tmp_path / "cache", ds.volumes, ds.labels, true_labels=ds.true_labels,
@@ -229,8 +229,8 @@ def test_experiment_config_applies_the_sizing():
 
 
 def test_experiment_data_cuts_from_a_bigger_cache(tmp_path, monkeypatch):
-    from spinenet_lite import data as D
-    from spinenet_lite.cache import write_cache
+    from spinenet_lite.datasets import synthetic as D
+    from spinenet_lite.datasets.cache import write_cache
 
     ds = _dataset(4, size=(112, 224))
     write_cache(tmp_path / "cache" / "syn_s0_n4", ds.volumes, ds.labels, true_labels=ds.true_labels,
@@ -313,10 +313,10 @@ def test_viz_eval_on_results_files(sweep_dir):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from spinenet_lite import viz_eval as V
     from spinenet_lite.errors import InputError
     from spinenet_lite.results import read_results
     from spinenet_lite.tasks import TASKS
+    from spinenet_lite.viz import evaluate as V
 
     t2 = read_results("table2", "teaching", sweep_dir)["results"]
     ab = read_results("ablations", "teaching", sweep_dir)["results"]
@@ -370,7 +370,7 @@ def test_viz_eval_on_results_files(sweep_dir):
 
 
 def test_cli_experiment_hotspot_quality(tmp_path, monkeypatch):
-    from spinenet_lite import hotspot_quality as HQ
+    from spinenet_lite.experiments import hotspot_quality as HQ
 
     seen = []
     monkeypatch.setattr(HQ, "run_hotspot_quality", lambda *a, **k: seen.append((a, k)) or {})

@@ -1,4 +1,4 @@
-"""Tests of disc-volume extraction (spinenet_lite.extract) on toy spines drawn here."""
+"""Tests of disc-volume extraction (spinenet_lite.extract.discs) on toy spines drawn here."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from skimage.draw import polygon2mask
 
 from spinenet_lite.errors import InputError, LandmarkError
-from spinenet_lite.extract import N_SLICES, VOLUME_SIZE, extract_discs, extract_masks
-from spinenet_lite.scan import Scan
+from spinenet_lite.extract.discs import N_SLICES, VOLUME_SIZE, extract_discs, extract_masks
+from spinenet_lite.io.scan import Scan
 from spinenet_lite.tasks import LEVELS, TASKS, VERTEBRAE
 
 
@@ -89,7 +89,7 @@ def test_discs_centred_and_horizontal(tilt):
 def test_body_median_is_half_and_range():
     scan, corners, _ = toy_spine([0, 5, 10, 12, 15, 20, 25])
     discs = extract_discs(scan, corners)
-    from spinenet_lite.extract import body_masks
+    from spinenet_lite.extract.discs import body_masks
 
     for d, g in enumerate(discs.geometries):
         bm = body_masks(g, corners[g.level_index], corners[g.level_index + 1])
@@ -134,7 +134,7 @@ def test_single_slice_scan():
 
 
 def test_pad_missing_slices_replicates_the_nearest_covered_slice():
-    from spinenet_lite.extract import pad_missing_slices
+    from spinenet_lite.extract.discs import pad_missing_slices
 
     scan, corners, _ = toy_spine(n_slices=1)
     discs = extract_discs(scan, corners)
@@ -264,7 +264,7 @@ def test_no_warnings_on_clean_input():
 def test_viz_extract_figures():
     from matplotlib.figure import Figure
 
-    from spinenet_lite.viz_extract import plot_corners, plot_disc_volume, plot_normalisation
+    from spinenet_lite.viz.extract import plot_corners, plot_disc_volume, plot_normalisation
 
     scan, corners, lesions = toy_spine(np.linspace(0, 20, 7), n_slices=3)
     discs = extract_discs(scan, corners)
@@ -291,7 +291,7 @@ def test_phantom_discs_centred_horizontal_and_round_trip(lordosis):
     discs = extract_discs(st.scan, st.corners)
     assert discs.levels == list(LEVELS)
     masks = extract_masks(st.lesions, discs.geometries)
-    from spinenet_lite.extract import body_masks
+    from spinenet_lite.extract.discs import body_masks
 
     for d, g in enumerate(discs.geometries):
         m = masks[d, 0, N_SLICES // 2]

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
-from spinenet_lite.dicom_io import write_dicom_series
+from spinenet_lite.app import predict
 from spinenet_lite.errors import (
     CorruptFileError,
     NoDicomError,
@@ -22,9 +22,9 @@ from spinenet_lite.errors import (
     SpineNetError,
     TooFewDiscsError,
 )
+from spinenet_lite.io.dicom import write_dicom_series
+from spinenet_lite.io.scan import Scan
 from spinenet_lite.phantom import PhantomConfig, synth_patient
-from spinenet_lite.predict import predict
-from spinenet_lite.scan import Scan
 from spinenet_lite.tasks import VERTEBRAE
 
 KW = {"branch_point": "conv5", "width": 0.0625, "dropout": 0.5}
@@ -103,8 +103,8 @@ def _localiser_or_skip(monkeypatch):
     """Skip without the localiser; while its hash is not recorded yet, record the file's own."""
     import dataclasses
 
-    pytest.importorskip("spinenet_lite.localise")
-    from spinenet_lite import weights as W
+    pytest.importorskip("spinenet_lite.localise.inference")
+    from spinenet_lite.engine import weights as W
 
     entry = W.REGISTRY[W.DEFAULT_LOCALISER]
     path = W.weights_dir() / entry.filename

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from spinenet_lite import hotspot_quality as hq
 from spinenet_lite.errors import InputError, SpineNetError
+from spinenet_lite.experiments import hotspot_quality as hq
 from spinenet_lite.tasks import BINARY_TASKS, TASKS
 
 SHAPE = (9, 16, 32)
@@ -173,7 +173,7 @@ def test_markdown_table_lists_every_task_and_method() -> None:
 
 def _tiny_dataset(n_patients: int = 10, seed: int = 0):
     """Discs whose binary-task lesion is a bright block (true label abnormal on half of them)."""
-    from spinenet_lite.cache import DiscDataset
+    from spinenet_lite.datasets.cache import DiscDataset
     from spinenet_lite.tasks import TASK_NAMES
 
     rng = np.random.default_rng(seed)
@@ -195,7 +195,7 @@ def _tiny_dataset(n_patients: int = 10, seed: int = 0):
 
 
 def test_run_hotspot_quality_shape_and_file(tmp_path) -> None:
-    from spinenet_lite.model import SpineNet
+    from spinenet_lite.nn.model import SpineNet
 
     torch.manual_seed(0)
     data = _tiny_dataset()

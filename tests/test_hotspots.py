@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from spinenet_lite import hotspot_quality as hq
-from spinenet_lite import hotspots as hs
 from spinenet_lite.errors import InputError
+from spinenet_lite.experiments import hotspot_quality as hq
+from spinenet_lite.explain import saliency as hs
 from spinenet_lite.tasks import BINARY_TASKS, TASKS
 
 SHAPE = (9, 112, 224)
@@ -130,7 +130,7 @@ def test_bad_arguments_raise_input_error(kwargs, match) -> None:
 
 
 def test_spinenet_every_method_gives_nonnegative_per_slice_maps() -> None:
-    from spinenet_lite.model import SpineNet
+    from spinenet_lite.nn.model import SpineNet
 
     torch.manual_seed(0)
     model = SpineNet("conv5", width=0.0625)
@@ -182,7 +182,7 @@ def test_paper_map_has_no_coverage_envelope() -> None:
 
 def test_coverage_equals_the_full_inverse_of_ones() -> None:
     # the one-slice coverage shortcut of the paper's method must be the full resampling, bit for bit
-    from spinenet_lite.augment import invert_maps, sample_transforms
+    from spinenet_lite.nn.augment import invert_maps, sample_transforms
 
     t = sample_transforms(24, generator=torch.Generator().manual_seed(5))
     full = invert_maps(torch.ones(24, *SHAPE), t)
@@ -193,7 +193,7 @@ def test_coverage_equals_the_full_inverse_of_ones() -> None:
 
 def _reference_paper_maps(model, vols, task, targets, n_aug, seed):
     """The paper's method written out plainly: per disc, default memory layout, full coverage."""
-    from spinenet_lite.augment import apply_transforms, invert_maps, sample_transforms
+    from spinenet_lite.nn.augment import apply_transforms, invert_maps, sample_transforms
 
     out = []
     model.eval()
@@ -214,7 +214,7 @@ def test_paper_maps_equal_a_plain_reference_computation(channels_last_model, vie
     # the optimised path (channels-last input, one-slice coverage, several discs' views in one
     # pass) against the method written out plainly, on a tiny SpineNet; with a channels-last
     # model as ``predict`` passes it
-    from spinenet_lite.model import SpineNet
+    from spinenet_lite.nn.model import SpineNet
 
     torch.manual_seed(0)
     model = SpineNet("conv5", width=0.0625, dropout=0.5)

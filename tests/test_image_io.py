@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from spinenet_lite.errors import CorruptFileError, GeometryError, InputError, PixelDataError
-from spinenet_lite.image_io import DEFAULT_SLICE_SPACING_MM, load_image, load_png_stack, natural_key
+from spinenet_lite.io.image import DEFAULT_SLICE_SPACING_MM, load_image, load_png_stack, natural_key
 
 SPIDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "spider"
 

@@ -1,4 +1,4 @@
-"""Tests of vertebra corners from masks (spinenet_lite.landmarks)."""
+"""Tests of vertebra corners from masks (spinenet_lite.extract.landmarks)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from skimage.draw import polygon2mask
 from test_extract import toy_spine  # tests/ is on sys.path under pytest
 
 from spinenet_lite.errors import InputError, LandmarkError
-from spinenet_lite.extract import extract_discs
-from spinenet_lite.landmarks import (
+from spinenet_lite.extract.discs import extract_discs
+from spinenet_lite.extract.landmarks import (
     SPIDER_CANAL,
     SPIDER_DISC,
     SPIDER_VERTEBRA,

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from spinenet_lite.errors import InputError, TooFewDiscsError, WeightsError
-from spinenet_lite.localise import (
+from spinenet_lite.io.scan import Scan
+from spinenet_lite.localise.inference import (
     WORK_SPACING_MM,
     Localisation,
     corners_from_probability,
@@ -21,8 +22,8 @@ from spinenet_lite.localise import (
     save_localiser,
     to_work_grid,
 )
-from spinenet_lite.localiser_net import LocaliserNet, n_parameters
-from spinenet_lite.localiser_train import (
+from spinenet_lite.localise.net import LocaliserNet, n_parameters
+from spinenet_lite.localise.training import (
     LocaliserTrainConfig,
     SliceSet,
     make_batch,
@@ -32,7 +33,6 @@ from spinenet_lite.localiser_train import (
     split_patients,
     train_localiser,
 )
-from spinenet_lite.scan import Scan
 from spinenet_lite.tasks import LEVELS, VERTEBRAE
 
 torch.set_num_threads(1)
@@ -236,7 +236,7 @@ def test_shipped_weights_on_a_held_out_phantom_study():
 
 @needs_weights
 def test_shipped_weights_on_a_spider_test_patient(spider_dir):
-    from spinenet_lite.localiser_train import spider_test_studies
+    from spinenet_lite.localise.training import spider_test_studies
     from spinenet_lite.results import read_results
 
     test = read_results("localiser", "teaching")["results"]["split"]["test"]
@@ -254,7 +254,7 @@ def test_shipped_weights_on_a_spider_test_patient(spider_dir):
 @pytest.mark.slow
 def test_cli_localise_writes_corners_that_extract_reads(tmp_path):
     from spinenet_lite.cli import main
-    from spinenet_lite.dicom_io import write_dicom_series
+    from spinenet_lite.io.dicom import write_dicom_series
     from spinenet_lite.phantom import PhantomConfig, synth_patient
 
     study = synth_patient(1, 0, PhantomConfig.fast())

@@ -1,4 +1,4 @@
-"""Tests of spinenet_lite.losses on hand-computed cases."""
+"""Tests of spinenet_lite.nn.losses on hand-computed cases."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from sklearn.utils.class_weight import compute_class_weight
 
 from spinenet_lite.errors import InputError
-from spinenet_lite.losses import class_counts, class_weights, multitask_loss
+from spinenet_lite.nn.losses import class_counts, class_weights, multitask_loss
 from spinenet_lite.tasks import MISSING, N_CLASSES, TASK_NAMES, TASKS, Task
 
 M = MISSING

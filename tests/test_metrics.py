@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score
 
-from spinenet_lite import metrics as M
 from spinenet_lite.errors import InputError, SpineNetError
+from spinenet_lite.metrics import classification as M
 from spinenet_lite.tasks import MISSING, N_CLASSES, TASK_NAMES, task_index
 
 T = len(TASK_NAMES)

@@ -1,4 +1,4 @@
-"""Tests of spinenet_lite.model: shapes, sharing, independence, determinism, formats."""
+"""Tests of spinenet_lite.nn.model: shapes, sharing, independence, determinism, formats."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from spinenet_lite.errors import ConfigError, InputError
-from spinenet_lite.model import LAYERS, SpineNet, count_flops, count_params, layer_table, shared_layers
+from spinenet_lite.nn.model import LAYERS, SpineNet, count_flops, count_params, layer_table, shared_layers
 from spinenet_lite.tasks import BRANCH_POINTS, N_CLASSES, TASK_NAMES
 
 W = 0.0625  # tiny network: conv1 has 6 filters
@@ -260,8 +260,8 @@ def test_channels_last_and_bf16_autocast(bp):
 def test_viz_model_tables_and_figures():
     import numpy as np
 
-    from spinenet_lite.augment import sample_transforms
-    from spinenet_lite.viz_model import (
+    from spinenet_lite.nn.augment import sample_transforms
+    from spinenet_lite.viz.model import (
         architecture_frame,
         branch_point_summary,
         class_balance_frame,

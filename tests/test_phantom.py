@@ -7,6 +7,7 @@ import pytest
 from matplotlib.path import Path as MplPath
 
 from spinenet_lite.errors import ConfigError, InputError
+from spinenet_lite.io.scan import Scan
 from spinenet_lite.phantom import (
     PhantomConfig,
     patient_labels,
@@ -17,7 +18,6 @@ from spinenet_lite.phantom import (
 )
 from spinenet_lite.phantom.anatomy import build_spine, sizes_mm
 from spinenet_lite.phantom.geometry import quad_fields, section_corners
-from spinenet_lite.scan import Scan
 from spinenet_lite.tasks import LEVELS, MISSING, N_CLASSES, PAPER_INTRA_RATER, TASK_NAMES, TASKS, VERTEBRAE
 
 FAST = PhantomConfig.fast()

@@ -13,20 +13,20 @@ import torch
 from PIL import Image
 
 from spinenet_lite import __version__
-from spinenet_lite.cli import main
-from spinenet_lite.dicom_io import write_dicom_series
-from spinenet_lite.errors import InputError, LandmarkError, SpineNetError
-from spinenet_lite.evaluate import predict as tta_predict
-from spinenet_lite.extract import extract_discs
-from spinenet_lite.model import SpineNet
-from spinenet_lite.phantom import PhantomConfig, synth_patient
-from spinenet_lite.predict import (
+from spinenet_lite.app import (
     DEMO_LABELS,
     FINDING_THRESHOLDS,
     compare_table,
     is_finding,
     predict,
 )
+from spinenet_lite.cli import main
+from spinenet_lite.engine.evaluation import predict as tta_predict
+from spinenet_lite.errors import InputError, LandmarkError, SpineNetError
+from spinenet_lite.extract.discs import extract_discs
+from spinenet_lite.io.dicom import write_dicom_series
+from spinenet_lite.nn.model import SpineNet
+from spinenet_lite.phantom import PhantomConfig, synth_patient
 from spinenet_lite.tasks import LEVELS, TASK_NAMES
 
 KW = {"branch_point": "conv5", "width": 0.0625, "dropout": 0.5}
@@ -191,7 +191,7 @@ def test_cli_failure_is_one_line(tmp_path, capsys):
 
 
 def test_cli_unexpected_error_is_one_line(tmp_path, capsys, monkeypatch):
-    import spinenet_lite.predict as P
+    import spinenet_lite.app.pipeline as P
 
     def boom(*a, **k):
         raise RuntimeError("something broke\nsecond line")
@@ -221,8 +221,8 @@ def test_cli_predict_with_the_shipped_localiser(study, tiny, tmp_path, monkeypat
     """End to end as a user runs it: DICOM folder in, localiser finds the corners, report out."""
     import dataclasses
 
-    pytest.importorskip("spinenet_lite.localise")
-    from spinenet_lite import weights as W
+    pytest.importorskip("spinenet_lite.localise.inference")
+    from spinenet_lite.engine import weights as W
 
     entry = W.REGISTRY[W.DEFAULT_LOCALISER]
     path = W.weights_dir() / entry.filename
@@ -243,10 +243,10 @@ def test_cli_predict_with_the_shipped_localiser(study, tiny, tmp_path, monkeypat
 def test_default_grading_by_study_kind(study):
     import dataclasses
 
-    from spinenet_lite.dicom_io import load_scan
-    from spinenet_lite.predict import ONE_SLICE_GRADER, REAL_GRADER, default_grading
-    from spinenet_lite.scan import Scan
-    from spinenet_lite.weights import DEFAULT_GRADER, REGISTRY
+    from spinenet_lite.app import ONE_SLICE_GRADER, REAL_GRADER, default_grading
+    from spinenet_lite.engine.weights import DEFAULT_GRADER, REGISTRY
+    from spinenet_lite.io.dicom import load_scan
+    from spinenet_lite.io.scan import Scan
 
     st, folder = study
     for name in (ONE_SLICE_GRADER, REAL_GRADER, DEFAULT_GRADER):

@@ -26,13 +26,13 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from spinenet_lite.checkpoint import save_checkpoint
-from spinenet_lite.dicom_io import load_scan, write_dicom_series
+from spinenet_lite.app import predict
+from spinenet_lite.engine.checkpoint import save_checkpoint
 from spinenet_lite.errors import SpineNetError
-from spinenet_lite.model import SpineNet
+from spinenet_lite.io.dicom import load_scan, write_dicom_series
+from spinenet_lite.io.scan import Scan
+from spinenet_lite.nn.model import SpineNet
 from spinenet_lite.phantom import PhantomConfig, synth_patient
-from spinenet_lite.predict import predict
-from spinenet_lite.scan import Scan
 
 KW = {"branch_point": "conv5", "width": 0.0625, "dropout": 0.5}
 TAGS = ("PixelSpacing", "ImagePositionPatient", "ImageOrientationPatient", "Rows", "Columns", "Modality",

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spinenet_lite.extract import extract_discs
+from spinenet_lite.app import Prediction
+from spinenet_lite.app.report import DISC_SLICES, disc_figure, overview_figure, render_html, write_report
+from spinenet_lite.extract.discs import extract_discs
 from spinenet_lite.phantom import PhantomConfig, synth_patient
-from spinenet_lite.predict import Prediction
-from spinenet_lite.report import DISC_SLICES, disc_figure, overview_figure, render_html, write_report
 from spinenet_lite.tasks import LEVELS, N_CLASSES, TASK_NAMES
 
 
@@ -63,7 +63,7 @@ def test_disc_figure_rows_and_overlay(pred):
 def test_disc_figure_of_a_replicated_one_slice_study(pred):
     import dataclasses
 
-    from spinenet_lite.scan import Scan
+    from spinenet_lite.io.scan import Scan
 
     sc = pred.scan
     one = Scan(volume=sc.volume[sc.n_slices // 2:sc.n_slices // 2 + 1], pixel_spacing=sc.pixel_spacing,
@@ -113,7 +113,7 @@ def test_render_without_images(pred):
 
 def test_figure_png_is_lossless(pred):
     # the faster zlib level must not change a pixel of what Pillow's default level writes
-    from spinenet_lite.report import figure_png
+    from spinenet_lite.app.report import figure_png
 
     fig = overview_figure(pred)
     default = io.BytesIO()

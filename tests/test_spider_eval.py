@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from spinenet_lite import spider_eval as se
 from spinenet_lite.errors import InputError, WeightsError
+from spinenet_lite.experiments import spider_cv as se
 from spinenet_lite.tasks import LEVELS, MISSING, TASK_NAMES
 
 PF = TASK_NAMES.index("pfirrmann")
@@ -109,7 +109,7 @@ def fake_spider(tmp_path_factory):
 
 
 def _tiny_model(seed: int = 0):
-    from spinenet_lite.model import SpineNet
+    from spinenet_lite.nn.model import SpineNet
 
     torch.manual_seed(seed)
     return SpineNet(width=0.0625).eval()
@@ -174,8 +174,8 @@ def test_evaluate_spider_output_format(fake_spider, tmp_path):
 
 
 def test_save_weights_round_trip_and_cli(fake_spider, tmp_path, monkeypatch):
-    from spinenet_lite.checkpoint import load_model
     from spinenet_lite.cli import main
+    from spinenet_lite.engine.checkpoint import load_model
 
     root, corners = fake_spider
     model = _tiny_model(1)
@@ -303,7 +303,7 @@ def test_experiment_cli_ci(fake_spider, tmp_path, monkeypatch):
 
 
 def test_real_spider_space_discs(spider_dir, tmp_path):
-    from spinenet_lite.landmarks import space_patients
+    from spinenet_lite.extract.landmarks import space_patients
 
     ids = space_patients(spider_dir)[:3]
     every = se.cached_discs(spider_dir, source="space", cache_dir=tmp_path, patients=ids, progress=False,

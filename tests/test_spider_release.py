@@ -13,7 +13,7 @@ import SimpleITK as sitk
 from spinenet_lite.datasets import spider_release as sr
 from spinenet_lite.datasets.spider import labels_from_gradings, read_gradings
 from spinenet_lite.errors import CorruptFileError, InputError
-from spinenet_lite.landmarks import SPIDER_CANAL, SPIDER_DISC, SPIDER_VERTEBRA
+from spinenet_lite.extract.landmarks import SPIDER_CANAL, SPIDER_DISC, SPIDER_VERTEBRA
 
 
 def _volume() -> np.ndarray:

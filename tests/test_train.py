@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from spinenet_lite.config import TrainConfig, get_tier
+from spinenet_lite.engine.training import class_recalls, input_mean, train
 from spinenet_lite.errors import ConfigError, InputError
-from spinenet_lite.model import SpineNet
+from spinenet_lite.nn.model import SpineNet
 from spinenet_lite.tasks import MISSING, N_CLASSES, TASK_NAMES, TASKS
-from spinenet_lite.train import class_recalls, input_mean, train
 
 H, W = 48, 96  # small slices keep the tiny network fast
 
@@ -98,7 +98,7 @@ def test_input_mean_per_channel():
 @pytest.mark.parametrize("augment", [False, True])
 def test_resume_is_bitwise_identical(tmp_path, data, augment):
     if augment:
-        pytest.importorskip("spinenet_lite.augment")
+        pytest.importorskip("spinenet_lite.nn.augment")
     tr, va = data
     cfg = config(max_epochs=3, train_augment=augment)
     straight = train(cfg, tr, va, out_dir=tmp_path / "a", progress=False, model=tiny_model())
@@ -143,7 +143,7 @@ def test_bad_data_raises_input_error(data):
 
 
 def test_class_balance_switch_and_no_validation(tmp_path, data):
-    from spinenet_lite.losses import class_weights
+    from spinenet_lite.nn.losses import class_weights
 
     tr, _ = data
     res = train(config(max_epochs=1), tr, out_dir=tmp_path / "on", progress=False, model=tiny_model())
@@ -181,7 +181,7 @@ def test_training_learns_an_easy_problem():
 def test_plot_history(data):
     import matplotlib.pyplot as plt
 
-    from spinenet_lite.viz_train import plot_balance_comparison, plot_history
+    from spinenet_lite.viz.train import plot_balance_comparison, plot_history
 
     hist = [{"epoch": e, "train_loss": 2.0 / e, "val_loss": 2.5 / e,
              **{f"train_acc_{t}": 0.1 * e for t in TASK_NAMES},
@@ -202,8 +202,8 @@ def test_plot_history(data):
 
 
 def test_cli_train_on_a_cache(tmp_path, capsys):
-    from spinenet_lite.cache import write_cache
     from spinenet_lite.cli import main
+    from spinenet_lite.datasets.cache import write_cache
 
     rng = np.random.default_rng(0)
     n = 30  # 5 patients x 6 discs at the real size

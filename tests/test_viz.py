@@ -7,9 +7,9 @@ import re
 import numpy as np
 import pytest
 
-from spinenet_lite import viz
 from spinenet_lite.errors import InputError
 from spinenet_lite.tasks import BINARY_TASKS, LEVELS, N_CLASSES
+from spinenet_lite.viz import hotspots as viz
 
 SHAPE = (9, 24, 48)
 

@@ -3,9 +3,9 @@
 import numpy as np
 from matplotlib.figure import Figure
 
-from spinenet_lite import viz_data
 from spinenet_lite.phantom import PhantomConfig, patient_labels, synth_patient
 from spinenet_lite.tasks import LEVELS, TASKS
+from spinenet_lite.viz import data as viz_data
 
 
 def _forced(k):

@@ -10,9 +10,9 @@ import pytest
 import SimpleITK as sitk
 
 from spinenet_lite.errors import CorruptFileError, InputError, NotSagittalError, PixelDataError
+from spinenet_lite.io.scan import Scan
+from spinenet_lite.io.volume import is_volume_file, load_volume, write_volume
 from spinenet_lite.phantom import PhantomConfig, synth_patient
-from spinenet_lite.scan import Scan
-from spinenet_lite.volume_io import is_volume_file, load_volume, write_volume
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_refusals_before_and_after_reading_pixels(tmp_path):
 
 def test_predict_grades_a_thin_slice_volume_in_slabs(study, tmp_path, tiny_grader):
     """A phantom study resampled to 1 mm slices and saved as .mha: read, averaged into 4 mm slabs."""
-    from spinenet_lite.predict import SLAB_MM, predict, slab_thickness
+    from spinenet_lite.app import SLAB_MM, predict, slab_thickness
 
     st = study
     thin = np.repeat(st.scan.volume, 4, axis=0)  # ~1 mm apart instead of ~4
@@ -151,8 +151,8 @@ def test_predict_grades_a_thin_slice_volume_in_slabs(study, tmp_path, tiny_grade
 
 def test_predict_refuses_bad_volume_files_in_one_line(tmp_path, tiny_grader, capsys):
     """Through predict and the command line: an axial volume and a damaged file, nothing written."""
+    from spinenet_lite.app import predict
     from spinenet_lite.cli import main
-    from spinenet_lite.predict import predict
 
     vol = np.random.default_rng(3).random((6, 30, 30)).astype(np.float32)
     img = sitk.GetImageFromArray(vol)
@@ -175,7 +175,7 @@ def test_reader_crash_and_stall_are_refused_not_fatal(tmp_path, monkeypatch):
     (whether a later SimpleITK crashes, stalls or refuses them), and this process lives on."""
     import struct
 
-    import spinenet_lite.volume_io as V
+    import spinenet_lite.io.volume as V
 
     crash = tmp_path / "crash.mha"
     crash.write_text("ObjectType = Image\nNDims = -1\nElementSpacing = 0 -1 0 0.5\nElementType = MET_DOUBLE\n"

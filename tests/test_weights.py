@@ -7,9 +7,9 @@ import hashlib
 import pytest
 import torch
 
-from spinenet_lite import weights as W
+from spinenet_lite.engine import weights as W
 from spinenet_lite.errors import WeightsError
-from spinenet_lite.model import SpineNet
+from spinenet_lite.nn.model import SpineNet
 
 KW = {"branch_point": "conv5", "width": 0.0625, "dropout": 0.5}
 

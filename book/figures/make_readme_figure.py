@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 
 from spinenet_lite.phantom import synth_patient  # noqa: E402
 from spinenet_lite.tasks import LEVELS, TASKS  # noqa: E402
-from spinenet_lite.viz_data import plot_study_overview  # noqa: E402
+from spinenet_lite.viz.data import plot_study_overview  # noqa: E402
 
 # Patient 7 of cohort 0 with degenerated lower discs and every binary finding at one level.
 true = np.zeros((len(LEVELS), len(TASKS)), dtype=int)

@@ -39,10 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``spinenet-lite evaluate``."""
-    from ..cache import load_cache, patient_split
-    from ..checkpoint import load_model
     from ..config import resolve_device
-    from ..evaluate import evaluate
+    from ..datasets.cache import load_cache, patient_split
+    from ..engine.checkpoint import load_model
+    from ..engine.evaluation import evaluate
     from ..results import git_commit, machine_description, to_jsonable
 
     if not args.weights.exists():

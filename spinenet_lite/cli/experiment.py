@@ -1,9 +1,9 @@
 """``spinenet-lite experiment NAME --tier T``: the paper's experiments reproduced.
 
 ``table2``, ``ablations``, ``lootus`` and ``all`` run through
-:func:`spinenet_lite.experiments.run_experiment` (sized per tier by
-:data:`spinenet_lite.experiments.EXPERIMENT_TIERS`); ``hotspot_quality`` through
-:func:`spinenet_lite.hotspot_quality.run_hotspot_quality`.
+:func:`spinenet_lite.experiments.paper.run_experiment` (sized per tier by
+:data:`spinenet_lite.experiments.paper.EXPERIMENT_TIERS`); ``hotspot_quality`` through
+:func:`spinenet_lite.experiments.hotspot_quality.run_hotspot_quality`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..experiments import ALL_EXPERIMENTS
+from ..experiments.paper import ALL_EXPERIMENTS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -67,15 +67,15 @@ def run(args: argparse.Namespace) -> int:
             import torch
 
             torch.set_num_threads(args.threads)
-        from ..hotspot_quality import run_hotspot_quality
+        from ..experiments.hotspot_quality import run_hotspot_quality
 
         model = eval_data = None
         if args.weights is not None:
-            from ..train import load_model
+            from ..engine.checkpoint import load_model
 
             model = load_model(args.weights)
         if args.eval_patients is not None:
-            from ..data import synthetic_dataset
+            from ..datasets.synthetic import synthetic_dataset
 
             eval_data = synthetic_dataset(args.eval_patients, args.seed + 1)
         run_hotspot_quality(args.tier, seed=args.seed, device=args.device, max_discs=args.max_discs,
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     for flag in ("max_discs", "weights", "eval_patients"):
         if getattr(args, flag) is not None:
             raise ConfigError(f"--{flag.replace('_', '-')} applies to hotspot_quality only; drop it")
-    from ..experiments import run_experiment
+    from ..experiments.paper import run_experiment
 
     run_experiment(args.name, args.tier, device=args.device, seed=args.seed, out_dir=args.out_dir,
                    n_patients=args.patients, max_epochs=args.max_epochs, width=args.width,

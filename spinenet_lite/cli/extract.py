@@ -38,9 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_extract(args: argparse.Namespace) -> int:
     """Handler of ``extract``."""
-    from ..cache import geometries_to_arrays
-    from ..dicom_io import load_scan
-    from ..extract import extract_discs
+    from ..datasets.cache import geometries_to_arrays
+    from ..extract.discs import extract_discs
+    from ..io.dicom import load_scan
 
     path = Path(args.corners)
     if not path.is_file():
@@ -66,7 +66,7 @@ def run_extract(args: argparse.Namespace) -> int:
 
 def run_extract_cohort(args: argparse.Namespace) -> int:
     """Handler of ``extract-cohort``."""
-    from ..cache import extract_cohort, load_cache
+    from ..datasets.cache import extract_cohort, load_cache
 
     if args.workers < 1:
         raise InputError(f"--workers must be at least 1; got {args.workers}")

@@ -44,8 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load_study(path: str, spacing: float | None):
-    from ..dicom_io import load_scan
-    from ..image_io import load_image
+    from ..io.dicom import load_scan
+    from ..io.image import load_image
 
     p = Path(path)
     if not p.exists():
@@ -59,7 +59,7 @@ def _load_study(path: str, spacing: float | None):
 
 def run_localise(args: argparse.Namespace) -> int:
     """Handler of ``localise``."""
-    from ..localise import localise
+    from ..localise.inference import localise
     from ..tasks import VERTEBRAE
 
     if args.spacing is not None and not args.spacing > 0:
@@ -82,7 +82,7 @@ def run_train_localiser(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..localiser_train import LocaliserTrainConfig, run_training
+    from ..localise.training import LocaliserTrainConfig, run_training
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1") or 1))
     cfg = LocaliserTrainConfig()

@@ -110,7 +110,7 @@ def _print_summary(pred, out: Path) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Handler of ``spinenet-lite predict``."""
-    from ..predict import predict
+    from ..app import predict
 
     spacing = None
     if args.spacing is not None:
@@ -129,7 +129,7 @@ def _localiser_ready() -> str | None:
     """None when the localiser can run, else why not (one line)."""
     import importlib.util
 
-    from ..weights import verify_weights
+    from ..engine.weights import verify_weights
 
     if importlib.util.find_spec(f"{__package__.rsplit('.', 1)[0]}.localise") is None:
         return "this version has no localiser module"
@@ -142,8 +142,8 @@ def _localiser_ready() -> str | None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Handler of ``spinenet-lite demo``."""
-    from ..dicom_io import write_dicom_series
-    from ..predict import compare_table, demo_study, predict
+    from ..app import compare_table, demo_study, predict
+    from ..io.dicom import write_dicom_series
 
     if args.seed < 0:
         raise InputError(f"--seed must be a non-negative integer; got {args.seed}")

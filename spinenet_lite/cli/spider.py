@@ -75,8 +75,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     """Handler of ``spinenet-lite evaluate-spider``."""
     from ..datasets.spider import spider_available
+    from ..experiments.spider_cv import evaluate_spider
     from ..results import to_jsonable
-    from ..spider_eval import evaluate_spider
 
     if not spider_available(args.data_dir):
         raise InputError(f"{args.data_dir} is not a SPIDER-layout folder (radiological_gradings.csv and "
@@ -97,8 +97,7 @@ def run_experiment(args: argparse.Namespace) -> int:
     """Handler of ``spinenet-lite experiment-spider``."""
     import hashlib
 
-    from ..results import git_commit, write_results
-    from ..spider_eval import (
+    from ..experiments.spider_cv import (
         RECIPES,
         SPIDER_TIERS,
         cached_discs,
@@ -108,6 +107,7 @@ def run_experiment(args: argparse.Namespace) -> int:
         markdown_table,
         save_weights,
     )
+    from ..results import git_commit, write_results
 
     commit = git_commit()  # the code that runs, read before a run that may outlast a commit
     recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
@@ -134,7 +134,7 @@ def run_experiment(args: argparse.Namespace) -> int:
     cv["slices"] = args.slices
     cv["pad"] = args.pad
     if any(r != "scratch" for r in recipes):
-        from ..spider_eval import synthetic_weights
+        from ..experiments.spider_cv import synthetic_weights
 
         syn = Path(args.synthetic) if args.synthetic is not None else synthetic_weights()
         cv["synthetic"] = {"path": str(syn), "sha256": hashlib.sha256(syn.read_bytes()).hexdigest()}

@@ -71,10 +71,10 @@ def run(args: argparse.Namespace) -> int:
     """Handler of ``spinenet-lite train``; returns the exit code."""
     import numpy as np
 
-    from ..cache import load_cache, patient_split
     from ..config import get_tier
+    from ..datasets.cache import load_cache, patient_split
+    from ..engine.training import evaluate_loss_accuracy, train
     from ..results import git_commit, machine_description, to_jsonable
-    from ..train import evaluate_loss_accuracy, train
 
     if args.patients is not None and args.patients < 1:
         raise InputError(f"--patients must be a positive number of patients, got {args.patients}")
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         data = load_cache(args.data)
         source = str(args.data)
     else:
-        from ..data import synthetic_dataset
+        from ..datasets.synthetic import synthetic_dataset
 
         data = synthetic_dataset(config.n_patients, seed=args.cohort_seed)
         source = f"synthetic:{config.n_patients}:seed{args.cohort_seed}"
@@ -138,8 +138,8 @@ def run(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> int:
     """Handler of ``spinenet-lite export-weights``."""
-    from ..checkpoint import export_weights
-    from ..weights import sha256_file
+    from ..engine.checkpoint import export_weights
+    from ..engine.weights import sha256_file
 
     path = export_weights(args.checkpoint, args.out, half=not args.float32)
     size = path.stat().st_size / 2**20

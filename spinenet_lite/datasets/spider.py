@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..io.scan import Scan
 from ..results import repo_root
-from ..scan import Scan
 from ..tasks import LEVELS, MISSING, TASK_NAMES
 
 SPIDER_ENV = "SPINENET_SPIDER_DIR"
@@ -132,7 +132,7 @@ def _pixel_spacing(overview: pd.DataFrame, series: str) -> tuple[float, float]:
 
 
 def read_midsag(patient: str, path: str | os.PathLike | None = None) -> Scan:
-    """One patient's mid-sagittal T2 slice as a single-slice :class:`~spinenet_lite.scan.Scan`.
+    """One patient's mid-sagittal T2 slice as a single-slice :class:`~spinenet_lite.io.scan.Scan`.
 
     Intensities are the PNG's 8-bit values scaled to [0, 1] (min-max scaled per image by
     SPIDER's mirror, so only relative contrast is meaningful). Pixel spacing is the

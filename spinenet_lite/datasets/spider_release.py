@@ -16,7 +16,7 @@ only need the two CSV files).
 Masks (SPIDER paper): vertebrae carry labels 1-99 (one per vertebra), the spinal canal
 100, the intervertebral discs 200 and above. :func:`mask_groups` turns such a mask into
 the three-label convention of the 2D subset (76 vertebra, 29 disc, 150 canal) that
-:func:`spinenet_lite.landmarks.corners_from_vertebra_mask` reads.
+:func:`spinenet_lite.extract.landmarks.corners_from_vertebra_mask` reads.
 
 Images are reoriented on reading (SimpleITK's DICOM orientation filter) so that the
 array follows the project's axes: slices along the left-right normal (towards the right, as
@@ -41,8 +41,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CorruptFileError, InputError
-from ..landmarks import SPIDER_CANAL, SPIDER_DISC, SPIDER_VERTEBRA
-from ..scan import Scan
+from ..extract.landmarks import SPIDER_CANAL, SPIDER_DISC, SPIDER_VERTEBRA
+from ..io.scan import Scan
 
 CACHE_ENV = "SPINENET_CACHE_DIR"
 """Environment variable naming the download cache root (``<root>/spider`` is used)."""
@@ -204,9 +204,9 @@ def release_series(path: str | os.PathLike, series: str = "t2") -> list[str]:
 
 
 def read_mha(file: str | os.PathLike, *, patient_id: str = "anonymous") -> Scan:
-    """A 3D ``.mha`` sagittal series as a :class:`~spinenet_lite.scan.Scan` in the project's axes.
+    """A 3D ``.mha`` sagittal series as a :class:`~spinenet_lite.io.scan.Scan` in the project's axes.
 
-    :func:`spinenet_lite.volume_io.load_volume` with the checks it makes (header, 3-D,
+    :func:`spinenet_lite.io.volume.load_volume` with the checks it makes (header, 3-D,
     sagittal, size, NaN, blank), in this process: the release's archives are hash-checked,
     so the child-process guard against reader crashes is not needed (it costs ~0.6 s a file).
 
@@ -224,7 +224,7 @@ def read_mha(file: str | os.PathLike, *, patient_id: str = "anonymous") -> Scan:
         towards the patient's right, rows head -> foot, columns anterior -> posterior;
         ``pixel_spacing (row, col)`` and ``slice_spacing`` in mm.
     """
-    from ..volume_io import load_volume
+    from ..io.volume import load_volume
 
     return load_volume(file, patient_id=patient_id, series_description=f"SPIDER release {Path(file).stem}",
                        isolate=False)
@@ -234,7 +234,7 @@ def read_mask(file: str | os.PathLike) -> np.ndarray:
     """A release mask ``(S, H, W)`` int32 in the same axes as :func:`read_mha`."""
     import SimpleITK as sitk
 
-    from ..volume_io import read_oriented
+    from ..io.volume import read_oriented
 
     return sitk.GetArrayFromImage(read_oriented(file)).astype(np.int32)
 
@@ -277,7 +277,7 @@ def read_series(path: str | os.PathLike, patient: str, series: str = "t2"
     scan : Scan
     mask : ndarray (S, H, W) int32 or None
         Release labels; convert with :func:`mask_groups` for
-        :func:`~spinenet_lite.landmarks.corners_from_vertebra_mask`.
+        :func:`~spinenet_lite.extract.landmarks.corners_from_vertebra_mask`.
     """
     root = Path(path)
     name = f"{patient}_{series}.mha"

@@ -104,7 +104,7 @@ def save_truth(study: PhantomStudy, path: str | os.PathLike) -> None:
 
 def _write_one(args: tuple[str, int, int, dict[str, Any]]) -> list[dict[str, Any]]:
     out, index, seed, config_dict = args
-    from ..dicom_io import write_dicom_series
+    from ..io.dicom import write_dicom_series
 
     study = synth_patient(index, seed, PhantomConfig.from_dict(config_dict))
     folder = Path(out) / study.patient_id
@@ -226,7 +226,7 @@ def load_patient(path: str | os.PathLike, patient: str | int) -> PhantomStudy:
     -------
     PhantomStudy
     """
-    from ..dicom_io import load_scan
+    from ..io.dicom import load_scan
 
     pid = patient_id(patient) if isinstance(patient, (int, np.integer)) else str(patient)
     folder = Path(path) / pid

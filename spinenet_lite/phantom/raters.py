@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..metrics import intra_rater_agreement
+from ..metrics.classification import intra_rater_agreement
 from ..tasks import MISSING, N_CLASSES, TASK_NAMES
 from .config import PhantomConfig
 
@@ -68,6 +68,6 @@ def reading_agreement(first: np.ndarray, second: np.ndarray) -> dict[str, float]
     -------
     dict of str to float
         ``sklearn.metrics.balanced_accuracy_score(first, second)`` per task name
-        (:func:`spinenet_lite.metrics.intra_rater_agreement`).
+        (:func:`spinenet_lite.metrics.classification.intra_rater_agreement`).
     """
     return intra_rater_agreement(first, second)

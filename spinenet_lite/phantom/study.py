@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, InputError
-from ..scan import Scan
+from ..io.scan import Scan
 from ..tasks import LEVELS, N_CLASSES, TASK_NAMES
 from .acquisition import apply_acquisition, sample_acquisition
 from .anatomy import FIRST, build_spine, place_spine, sizes_mm

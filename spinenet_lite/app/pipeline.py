@@ -1,0 +1,308 @@
+"""Grade one study end to end: load, localise, extract, grade (54-view TTA), explain, report.
+
+:func:`predict` is what ``spinenet-lite predict`` runs. Given a DICOM series (folder or
+file), a 3D image file (``.mha``, ``.nii.gz`` ...) or a 2D image with its pixel spacing, it
+
+1. loads the scan (:func:`spinenet_lite.io.dicom.load_scan` /
+   :func:`spinenet_lite.io.volume.load_volume` / :func:`spinenet_lite.io.image.load_image`,
+   which refuse bad input with specific errors, huge series before decoding) and chooses
+   the grader, the slice padding and the slab thickness the study needs
+   (:func:`default_grading`, :func:`slab_thickness`);
+2. finds the vertebra corners (:func:`spinenet_lite.localise.inference.localise`, or the ``corners``
+   given by the caller, e.g. the phantom's truth);
+3. cuts one ``(9, 112, 224)`` volume per visible disc (:func:`spinenet_lite.extract.discs.extract_discs`);
+4. grades every disc with the 54-view test-time augmentation of the paper
+   (:func:`spinenet_lite.engine.evaluation.predict`) using hash-checked weights
+   (:func:`spinenet_lite.engine.weights.load_grader`);
+5. computes the evidence hotspot (:func:`spinenet_lite.explain.saliency.hotspots_batch`, the
+   paper's augmentation-averaged saliency) of every *finding*: a binary task predicted
+   abnormal, Pfirrmann grade III or worse, narrowing moderate or worse;
+6. writes ``grades.csv``, ``grades.json``, ``report.html`` (one self-contained file, see
+   :mod:`spinenet_lite.app.report`) and the figures as PNG files into ``out_dir``.
+
+Nothing under the input path is written to: ``out_dir`` may not lie inside it.
+"""
+
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError, LandmarkError, TooFewDiscsError
+from ..io.scan import Scan
+from ..tasks import TASK_NAMES, VERTEBRAE
+from .inputs import default_grading, load_input, slab_thickness
+from .prediction import Prediction, write_grades
+
+__all__ = [
+    "HOTSPOT_AUGMENTATIONS",
+    "HOTSPOT_VIEWS_PER_PASS",
+    "MIN_VERTEBRAE",
+    "predict",
+]
+
+MIN_VERTEBRAE: int = 4
+"""Fewest vertebral bodies (of T12 ... S1) that must be visible. Levels are named by counting
+up from the sacrum, and a study showing three bodies or fewer (two discs) is too little of
+the lumbar spine to name or grade reliably."""
+
+HOTSPOT_AUGMENTATIONS: int = 32
+"""Augmentations averaged per hotspot map (the paper's method)."""
+
+HOTSPOT_VIEWS_PER_PASS: int = 128
+"""Augmented views of one task's findings sent through the network together (4 discs of 32
+views): the same maps as one pass per disc, to float rounding, in 20-30 % less time on 2
+CPU cores (see ``views_per_pass`` of :func:`spinenet_lite.explain.saliency.hotspots_batch`)."""
+
+
+def _check_corners(corners: Any, scan: Scan) -> np.ndarray:
+    try:
+        c = np.array(corners, dtype=np.float32)  # a copy: the caller's array is never touched
+    except (TypeError, ValueError):
+        raise LandmarkError("corners must be a numeric array of shape (7, S, 4, 2) (vertebrae, slices, "
+                            "corners, row/col)") from None
+    want = (len(VERTEBRAE), scan.n_slices, 4, 2)
+    if c.shape != want:
+        raise LandmarkError(f"corners have shape {c.shape} but this scan needs {want} "
+                            f"(7 vertebrae T12..S1, {scan.n_slices} slices, 4 corners, row/col)")
+    if np.isinf(c).any():
+        raise LandmarkError("corners hold infinite values; use NaN for a body absent from a slice")
+    return c
+
+
+def _check_visible(corners: np.ndarray) -> None:
+    present = ~np.isnan(corners).any(axis=(2, 3))  # (7, S)
+    seen = [VERTEBRAE[j] for j in range(len(VERTEBRAE)) if present[j].any()]
+    if len(seen) < MIN_VERTEBRAE:
+        raise TooFewDiscsError(
+            f"only {len(seen)} vertebral bodies are visible ({', '.join(seen) or 'none'}); grading needs at "
+            f"least {MIN_VERTEBRAE} of T12..S1 to name the levels: give a sagittal series covering the "
+            f"lumbar spine from T12 to the sacrum")
+
+
+def _localise(scan: Scan, localiser: Any, device: Any) -> tuple[np.ndarray, dict[str, str]]:
+    from ..engine.weights import verify_weights
+
+    info = verify_weights(localiser, kind="localiser")
+    from ..localise.inference import localise
+
+    result = localise(scan, weights=info["path"], device=str(device))
+    return np.asarray(result.corners, dtype=np.float32), info
+
+
+def _resolve_out(out_dir: str | os.PathLike, source: Path) -> Path:
+    out = Path(out_dir).expanduser()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"the output path {out} exists and is not a folder; give a folder for the report")
+    src = source.resolve()
+    src_dir = src if src.is_dir() else src.parent
+    res = out.resolve()
+    if src.is_dir() and (res == src_dir or src_dir in res.parents):
+        raise InputError(f"the output folder {out} lies inside the input {source}; the input is never "
+                         f"written to: choose an output folder outside it")
+    return out
+
+
+def predict(
+    path: str | os.PathLike,
+    out_dir: str | os.PathLike | None,
+    *,
+    weights: str | os.PathLike | None = None,
+    localiser: str | os.PathLike | None = None,
+    device: Any = "auto",
+    hotspots: bool = True,
+    spacing_mm: float | Sequence[float] | None = None,
+    series_uid: str | None = None,
+    corners: Any = None,
+    progress: bool | None = True,
+    tta: bool = True,
+    report: bool = True,
+    n_aug: int = HOTSPOT_AUGMENTATIONS,
+    seed: int = 0,
+    pad: str | None = None,
+    slab_mm: float | None = None,
+) -> Prediction:
+    """Grade one study and write its report.
+
+    Parameters
+    ----------
+    path : path
+        A DICOM series folder, a single DICOM file, or a 2D image (PNG/JPEG/TIFF) with
+        ``spacing_mm``. Only read.
+    out_dir : path or None
+        Folder for ``grades.csv``, ``grades.json``, ``report.html`` and the PNG figures
+        (created; must not lie inside ``path``). None: write nothing.
+    weights : str or path, optional
+        Grader: a name of :data:`spinenet_lite.engine.weights.REGISTRY` or a checkpoint path;
+        default (:func:`default_grading`): ``"spinenet_synthetic"`` for a synthetic-cohort
+        study, ``"spinenet_real"`` for a real one, ``"spinenet_real_2d"`` for one slice.
+    localiser : str or path, optional
+        Localiser weights (name or path); default the shipped localiser. Unused with ``corners``.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``.
+    hotspots : bool
+        Compute a hotspot map for every finding.
+    spacing_mm : float or (float, float), optional
+        Pixel spacing of a 2D image input, mm.
+    series_uid : str, optional
+        Series to load when the folder holds several.
+    corners : array_like, shape (7, S, 4, 2), optional
+        Vertebra corners in voxels ``(row, col)`` (NaN where absent); skips localisation.
+    progress : bool or None
+        Progress bars (None: only on a terminal).
+    tta : bool
+        Average over the paper's 54 test views (default); False: the centre view only.
+    report : bool
+        Write ``report.html`` and the PNG figures (``grades.*`` are always written when
+        ``out_dir`` is given).
+    n_aug : int
+        Augmentations per hotspot map.
+    seed : int
+        Seed of the hotspot augmentations.
+    pad : {"zero", "replicate"}, optional
+        Disc-volume slice positions the scan does not cover: empty, as the paper does, or
+        copies of the nearest covered slice (:func:`spinenet_lite.extract.discs.pad_missing_slices`).
+        Default: ``"zero"``, or ``"replicate"`` for a one-slice study (:func:`default_grading`).
+    slab_mm : float, optional
+        Average the scan's slices into slabs this thick (mm) before cutting the disc
+        volumes; 0: never. Default: :data:`SLAB_MM` for thin-slice series
+        (:func:`slab_thickness`).
+
+    Returns
+    -------
+    Prediction
+
+    Raises
+    ------
+    InputError
+        And its subclasses, for unusable input (see :func:`load_input`), corners that do
+        not fit the scan (:class:`LandmarkError`) or fewer than :data:`MIN_VERTEBRAE`
+        visible bodies (:class:`TooFewDiscsError`).
+    WeightsError
+        Missing, corrupt or wrong-kind weights.
+    """
+    from tqdm.auto import tqdm
+
+    from .. import __version__
+    from ..config import resolve_device
+    from ..engine.evaluation import predict as tta_predict
+    from ..engine.evaluation import predict_labels
+    from ..engine.weights import load_grader
+    from ..explain.saliency import hotspots_batch
+    from ..extract.discs import check_pad_mode, extract_discs, pad_missing_slices
+
+    if int(n_aug) < 1:
+        raise InputError(f"n_aug must be a positive number of augmentations; got {n_aug}")
+    if pad is not None:
+        check_pad_mode(pad)
+    timings: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    clock: list[float] = []
+
+    def start() -> None:
+        clock[:] = [time.perf_counter(), time.process_time()]
+
+    def stop(step: str) -> None:
+        timings[step] = time.perf_counter() - clock[0]
+        cpu[step] = time.process_time() - clock[1]
+
+    source = Path(path) if isinstance(path, (str, os.PathLike)) else None
+    out = _resolve_out(out_dir, source) if (out_dir is not None and source is not None) else None
+    dev = resolve_device(str(device))
+    disable = None if progress is None else not progress
+    steps = tqdm(total=5, desc="predict", unit="step", disable=disable, leave=False)
+
+    start()
+    steps.set_postfix_str("load")
+    scan = load_input(path, spacing_mm=spacing_mm, series_uid=series_uid)
+    weights, pad, choices = default_grading(scan, weights, pad)
+    slab, slab_notes = slab_thickness(scan, slab_mm)
+    choices += slab_notes
+    stop("load")
+    steps.update()
+
+    # grader first: a missing weights file should fail before the slow steps
+    model, winfo = load_grader(weights, device=dev)
+    if dev.type == "cpu":
+        # Channels-last convolution weights: the CPU convolutions (TTA forward, hotspot
+        # forward and backward) take roughly 15-25 % less time, the same numbers to float rounding.
+        # The model is this call's own copy, so nobody else sees the change.
+        import torch
+
+        model = model.to(memory_format=torch.channels_last)
+
+    start()
+    steps.set_postfix_str("localise")
+    if corners is not None:
+        c, linfo = _check_corners(corners, scan), None
+    else:
+        c, linfo = _localise(scan, localiser, dev)
+        c = _check_corners(c, scan)
+    _check_visible(c)
+    stop("localise")
+    steps.update()
+
+    start()
+    steps.set_postfix_str("extract")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        discs = extract_discs(scan, c, resample_slice_mm=slab)
+    if pad != "zero":
+        discs.volumes = pad_missing_slices(discs.volumes, discs.geometries, pad)
+    notes = choices + [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    if len(discs) == 0:
+        raise TooFewDiscsError("no disc could be cut from this scan (no slice shows two adjacent bodies); "
+                               "give a sagittal lumbar series covering T12 to the sacrum")
+    stop("extract")
+    steps.update()
+
+    start()
+    steps.set_postfix_str("grade (54-view TTA)" if tta else "grade")
+    probs = tta_predict(model, discs.volumes, tta=tta, device=dev, progress=progress)
+    labels = predict_labels(probs)
+    stop("tta")
+    steps.update()
+
+    pred = Prediction(source=str(path), scan=scan, corners=c, discs=discs, probs=probs, labels=labels,
+                      weights=winfo, localiser=linfo, version=__version__, timings=timings,
+                      cpu_timings=cpu, notes=notes, pad=pad, slab_mm=slab)
+
+    start()
+    steps.set_postfix_str("hotspots")
+    if hotspots:
+        found = pred.findings()
+        bar = tqdm(total=len(found), desc="hotspots", unit="map", disable=disable, leave=False)
+        for k, task in enumerate(TASK_NAMES):
+            idx = [i for i, lv in enumerate(pred.levels) if (lv, task) in found]
+            if not idx:
+                continue
+            maps = hotspots_batch(model, discs.volumes[idx], task, targets=labels[idx, k].astype(np.int64),
+                                  method="paper", n_aug=int(n_aug), seed=int(seed), device=dev,
+                                  views_per_pass=HOTSPOT_VIEWS_PER_PASS)
+            for j, i in enumerate(idx):
+                pred.maps[(pred.levels[i], task)] = maps[j]
+            bar.update(len(idx))
+        bar.close()
+    stop("hotspots")
+    steps.update()
+    steps.close()
+
+    if out is not None:
+        start()
+        out.mkdir(parents=True, exist_ok=True)
+        if report:
+            from .report import write_report
+
+            pred.files.update(write_report(pred, out))
+        stop("report")
+        pred.files.update(write_grades(pred, out))
+    return pred
+
+

@@ -1,0 +1,71 @@
+"""Finding the vertebrae in a scan: the localiser network, its training and its inference."""
+
+from __future__ import annotations
+
+from .inference import (  # noqa: I001
+    Localisation,
+    body_probability,
+    corners_from_probability,
+    default_weights_path,
+    disc_centres,
+    load_localiser,
+    localise,
+    normalise_slice,
+    save_localiser,
+    to_work_grid,
+    work_shape,
+)
+from .net import (  # noqa: I001
+    LocaliserNet,
+    n_parameters,
+)
+from .training import (  # noqa: I001
+    LocaliserTrainConfig,
+    SliceSet,
+    dice_score,
+    make_batch,
+    measure,
+    phantom_body_mask,
+    phantom_slices,
+    phantom_test_studies,
+    run_training,
+    score_study,
+    seg_loss,
+    spider_body_mask,
+    spider_slices,
+    spider_test_studies,
+    split_patients,
+    train_localiser,
+)
+
+__all__ = [
+    "LocaliserNet",
+    "n_parameters",
+    "default_weights_path",
+    "Localisation",
+    "disc_centres",
+    "normalise_slice",
+    "work_shape",
+    "to_work_grid",
+    "load_localiser",
+    "save_localiser",
+    "body_probability",
+    "corners_from_probability",
+    "localise",
+    "LocaliserTrainConfig",
+    "split_patients",
+    "spider_body_mask",
+    "phantom_body_mask",
+    "SliceSet",
+    "spider_slices",
+    "phantom_slices",
+    "make_batch",
+    "seg_loss",
+    "dice_score",
+    "train_localiser",
+    "score_study",
+    "measure",
+    "spider_test_studies",
+    "phantom_test_studies",
+    "run_training",
+]
