@@ -191,7 +191,7 @@ def test_cli_failure_is_one_line(tmp_path, capsys):
 
 
 def test_cli_unexpected_error_is_one_line(tmp_path, capsys, monkeypatch):
-    import spinenet_lite.app.pipeline as P
+    import spinenet_lite.app as P
 
     def boom(*a, **k):
         raise RuntimeError("something broke\nsecond line")
@@ -243,8 +243,8 @@ def test_cli_predict_with_the_shipped_localiser(study, tiny, tmp_path, monkeypat
 def test_default_grading_by_study_kind(study):
     import dataclasses
 
-    from spinenet_lite.app import ONE_SLICE_GRADER, REAL_GRADER, default_grading
-    from spinenet_lite.engine.weights import DEFAULT_GRADER, REGISTRY
+    from spinenet_lite.app import default_grading
+    from spinenet_lite.engine.weights import DEFAULT_GRADER, ONE_SLICE_GRADER, REAL_GRADER, REGISTRY
     from spinenet_lite.io.dicom import load_scan
     from spinenet_lite.io.scan import Scan
 

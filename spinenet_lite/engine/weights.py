@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import WeightsError
+from ..results import repo_root
 
 __all__ = [
     "DEFAULT_GRADER",
@@ -162,7 +163,7 @@ def weights_dir() -> Path:
     env = os.environ.get("SPINENET_WEIGHTS_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "data" / "weights"
+    return repo_root() / "data" / "weights"
 
 
 def sha256_file(path: str | os.PathLike) -> str:

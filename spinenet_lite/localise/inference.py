@@ -31,6 +31,7 @@ from torch.nn import functional as F
 
 from ..errors import InputError, LandmarkError, TooFewDiscsError, WeightsError
 from ..io.scan import Scan
+from ..results import repo_root
 from ..tasks import LEVELS, VERTEBRAE
 from .net import MULTIPLE, LocaliserNet
 
@@ -53,7 +54,7 @@ def default_weights_path() -> Path:
     env = os.environ.get("SPINENET_LOCALISER_WEIGHTS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "data" / "weights" / "localiser.pt"
+    return repo_root() / "data" / "weights" / "localiser.pt"
 
 
 @dataclass
