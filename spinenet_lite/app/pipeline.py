@@ -188,8 +188,6 @@ def predict(
     WeightsError
         Missing, corrupt or wrong-kind weights.
     """
-    from tqdm.auto import tqdm
-
     from .. import __version__
     from ..config import resolve_device
     from ..engine.evaluation import predict as tta_predict
@@ -197,6 +195,7 @@ def predict(
     from ..engine.weights import load_grader
     from ..explain.saliency import hotspots_batch
     from ..extract.discs import check_pad_mode, extract_discs, pad_missing_slices
+    from ..progress import tqdm
 
     if int(n_aug) < 1:
         raise InputError(f"n_aug must be a positive number of augmentations; got {n_aug}")

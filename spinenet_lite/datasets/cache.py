@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..errors import InputError
 from ..extract.discs import N_SLICES, VOLUME_SIZE, DiscGeometry
+from ..progress import tqdm
 from ..tasks import LEVELS, MISSING, TASK_NAMES, task_index
 
 CACHE_FORMAT = "spinenet_lite.disc_cache/1"

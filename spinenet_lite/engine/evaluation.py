@@ -117,7 +117,8 @@ def predict(
         ``{task: ndarray (N, C_t) float32}``, rows summing to 1, keyed by ``TASK_NAMES``.
     """
     import torch
-    from tqdm.auto import tqdm
+
+    from ..progress import tqdm
 
     if int(batch_size) < 1:
         raise InputError(f"batch_size must be a positive integer, got {batch_size}")

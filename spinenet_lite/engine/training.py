@@ -387,10 +387,9 @@ def train(
     ConfigError
         ``resume`` without ``out_dir``, or a checkpoint from a different architecture / seed.
     """
-    from tqdm.auto import tqdm
-
     from ..nn.losses import class_weights as compute_class_weights
     from ..nn.losses import multitask_loss
+    from ..progress import tqdm
 
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"config must be a TrainConfig (see spinenet_lite.config.get_tier), "

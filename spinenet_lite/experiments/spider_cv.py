@@ -245,7 +245,7 @@ def build_discs(
         ``{patient: reason}`` (studies skipped), ``ungraded`` (extracted discs with no
         grading row).
     """
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     if source not in SOURCES:
         raise InputError(f"unknown source {source!r}; use one of {', '.join(SOURCES)}")
@@ -699,7 +699,7 @@ def cross_validate(
         accuracy}, "cpu_time_s", "out_of_fold": (N, T) int16 predicted classes, each disc by
         the model that did not see its patient}}}``.
     """
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     spec = SPIDER_TIERS[tier] if tier in SPIDER_TIERS else None
     if spec is None:

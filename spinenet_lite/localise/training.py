@@ -335,7 +335,7 @@ def train_localiser(train: SliceSet, config: LocaliserTrainConfig, *, seed: int 
     history : list of dict
         Per epoch: ``epoch``, ``loss`` (mean training loss), ``val_dice``, ``time_s``.
     """
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

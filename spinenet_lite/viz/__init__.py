@@ -26,6 +26,7 @@ from .evaluate import (  # noqa: I001
     plot_learning_curves,
     summed_confusions,
     table2_frame,
+    table2_html,
 )
 from .extract import (  # noqa: I001
     plot_corners,
@@ -98,4 +99,5 @@ __all__ = [
     "plot_learning_curves",
     "summed_confusions",
     "table2_frame",
+    "table2_html",
 ]
