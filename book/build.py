@@ -15,6 +15,9 @@ Usage (from the repository root, with the project's environment)::
 2. ``_build/book_src`` also receives the book's other sources and a copy of ``_config.yml`` with
    execution off, and Jupyter Book builds the site from it into ``_build/html`` (``-W -n
    --keep-going``: a warning fails the build). Nothing is executed a second time.
+3. ``repository.url`` of ``_config.yml`` is the one setting for launch buttons and install cells:
+   while it is empty the site has neither; once set, every chapter gets a first cell that
+   installs the package from it where it is missing, and the Binder / Colab buttons appear.
 
 The committed chapters stay without outputs; nothing under ``book/`` is written.
 """
@@ -52,16 +55,42 @@ def toc_chapters() -> list[Path]:
     return [REPO / f"{d}.ipynb" for d in docs if (REPO / f"{d}.ipynb").exists()]
 
 
-def stage_sources() -> None:
-    """Copy the book's sources (not the chapters) and a non-executing ``_config.yml`` to STAGE."""
+def repository_url(config: dict) -> str:
+    """The public repository of ``_config.yml`` (``repository.url``), or ``""`` while unset."""
+    return str((config.get("repository") or {}).get("url") or "").strip()
+
+
+def site_config(config: dict) -> dict:
+    """``_config.yml`` as the site is built from executed chapters: execution off, and no launch
+    buttons (nor repository section) while the repository URL is unset."""
+    config = {**config, "execute": {**(config.get("execute") or {}), "execute_notebooks": "off"}}
+    if not repository_url(config):
+        config.pop("launch_buttons", None)
+        config.pop("repository", None)
+    return config
+
+
+def install_cell(url: str) -> nbformat.NotebookNode:
+    """The first cell a chapter gets when the repository URL is set: installs spinenet_lite from it
+    where the package is missing (Colab, Binder), does nothing where it is installed."""
+    return nbformat.v4.new_code_cell(
+        "# Outside the repository (Colab, Binder, a fresh environment) this installs spinenet_lite\n"
+        "# from its repository; where the package is installed it does nothing.\n"
+        "try:\n"
+        "    import spinenet_lite  # noqa: F401\n"
+        "except ImportError:\n"
+        f'    %pip install --quiet "spinenet_lite[book] @ git+{url}"',
+        metadata={"tags": ["install"]})
+
+
+def stage_sources(config: dict) -> None:
+    """Copy the book's sources (not the chapters) and the site's ``_config.yml`` to STAGE."""
     if STAGE.exists():
         shutil.rmtree(STAGE)
     skip = shutil.ignore_patterns("*.ipynb", "_executed", "__pycache__")
     shutil.copytree(BOOK, STAGE / "book", ignore=skip)
     shutil.copy2(REPO / "_toc.yml", STAGE / "_toc.yml")
-    config = yaml.safe_load((REPO / "_config.yml").read_text(encoding="utf-8"))
-    config.setdefault("execute", {})["execute_notebooks"] = "off"
-    (STAGE / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    (STAGE / "_config.yml").write_text(yaml.safe_dump(site_config(config), sort_keys=False), encoding="utf-8")
 
 
 def residue(nb: nbformat.NotebookNode) -> list[str]:
@@ -78,11 +107,19 @@ def residue(nb: nbformat.NotebookNode) -> list[str]:
     return found
 
 
-def execute(chapter: Path, params: dict, timeout_s: int) -> float:
-    """Run one chapter with papermill into STAGE; the wall time in seconds."""
+def execute(chapter: Path, params: dict, timeout_s: int, url: str = "") -> float:
+    """Run one chapter with papermill into STAGE (with the install cell first when ``url`` is
+    set); the wall time in seconds."""
     out = STAGE / chapter.relative_to(REPO)
+    source = chapter
+    if url:
+        nb = nbformat.read(chapter, as_version=4)
+        nb.cells.insert(0, install_cell(url))
+        source = STAGE / "_inputs" / chapter.name
+        source.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, source)
     start = time.perf_counter()
-    papermill.execute_notebook(str(chapter), str(out), parameters=params, cwd=str(chapter.parent),
+    papermill.execute_notebook(str(source), str(out), parameters=params, cwd=str(chapter.parent),
                                kernel_name="python3", progress_bar=False, execution_timeout=timeout_s)
     seconds = time.perf_counter() - start
     bad = residue(nbformat.read(out, as_version=4))
@@ -121,10 +158,11 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ["TQDM_DISABLE"] = "1"          # inherited by the kernels papermill starts
     os.environ["SPINENET_TIER"] = str(params.get("tier", args.tier))
-    stage_sources()
+    config = yaml.safe_load((REPO / "_config.yml").read_text(encoding="utf-8"))
+    stage_sources(config)
     times: dict[str, float] = {}
     for chapter in chapters:
-        times[chapter.stem] = execute(chapter, params, args.timeout)
+        times[chapter.stem] = execute(chapter, params, args.timeout, repository_url(config))
         print(f"book: {chapter.stem} executed in {times[chapter.stem]:.1f} s (tier {args.tier})", flush=True)
     (BUILD / "chapter_times.json").write_text(json.dumps({"tier": args.tier, "seconds": times}, indent=2))
     print(f"book: {len(times)} chapters executed in {sum(times.values()):.0f} s", flush=True)
