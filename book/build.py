@@ -94,9 +94,12 @@ def stage_sources(config: dict) -> None:
 
 
 def residue(nb: nbformat.NotebookNode) -> list[str]:
-    """Cells whose outputs hold a live widget or a progress bar, as ``"cell N: what"``."""
+    """Cells whose outputs hold a live widget or a progress bar, as ``"cell N: what"`` (cells tagged
+    ``remove-output``, whose outputs the site leaves out, aside)."""
     found = []
     for i, cell in enumerate(nb.cells):
+        if "remove-output" in cell.get("metadata", {}).get("tags", []):
+            continue  # Jupyter Book leaves these outputs out of the site (a live widget's cell)
         for out in cell.get("outputs", []):
             data = out.get("data", {})
             if WIDGET_MIME in data and "image/png" not in data and "text/html" not in data:

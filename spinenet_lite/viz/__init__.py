@@ -52,6 +52,9 @@ from .model import (  # noqa: I001
     plot_augmentations,
     plot_class_balance,
 )
+from .notes import (  # noqa: I001
+    run_note,
+)
 from .train import (  # noqa: I001
     plot_balance_comparison,
     plot_history,
@@ -100,4 +103,5 @@ __all__ = [
     "summed_confusions",
     "table2_frame",
     "table2_html",
+    "run_note",
 ]
