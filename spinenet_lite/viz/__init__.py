@@ -61,6 +61,10 @@ from .model import (  # noqa: I001
 from .notes import (  # noqa: I001
     run_note,
 )
+from .paper_figures import (  # noqa: I001
+    network_figure,
+    pipeline_figure,
+)
 from .train import (  # noqa: I001
     plot_balance_comparison,
     plot_history,
@@ -100,6 +104,8 @@ __all__ = [
     "plot_class_balance",
     "describe_transform",
     "plot_augmentations",
+    "network_figure",
+    "pipeline_figure",
     "plot_history",
     "plot_balance_comparison",
     "ablation_frame",
