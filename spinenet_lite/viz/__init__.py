@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from .data import (  # noqa: I001
+    NORMAL_UP_TO,
     Example,
+    clipped_fraction,
     collect_examples,
     disc_box,
+    disc_findings,
+    gallery_labels,
+    intensity_window,
+    pick_spider_example,
     plot_rater_noise,
     plot_slices,
     plot_study_overview,
@@ -55,6 +61,10 @@ from .model import (  # noqa: I001
 from .notes import (  # noqa: I001
     run_note,
 )
+from .paper_figures import (  # noqa: I001
+    network_figure,
+    pipeline_figure,
+)
 from .train import (  # noqa: I001
     plot_balance_comparison,
     plot_history,
@@ -71,8 +81,14 @@ __all__ = [
     "plot_quality",
     "plot_cascading",
     "Example",
+    "NORMAL_UP_TO",
+    "clipped_fraction",
     "disc_box",
+    "disc_findings",
     "collect_examples",
+    "gallery_labels",
+    "intensity_window",
+    "pick_spider_example",
     "plot_rater_noise",
     "plot_slices",
     "plot_study_overview",
@@ -88,6 +104,8 @@ __all__ = [
     "plot_class_balance",
     "describe_transform",
     "plot_augmentations",
+    "network_figure",
+    "pipeline_figure",
     "plot_history",
     "plot_balance_comparison",
     "ablation_frame",
