@@ -29,6 +29,7 @@ __all__ = [
     "summed_confusions",
     "table2_frame",
     "table2_html",
+    "frame_html",
 ]
 
 
@@ -165,6 +166,28 @@ def paper_table2_frame() -> pd.DataFrame:
     """The paper's Table 2 from :data:`spinenet_lite.tasks.PAPER_TABLE2`, same layout as
     :func:`table2_frame`."""
     return table2_frame(PAPER_TABLE2, reference=PAPER_INTRA_RATER)
+
+
+def frame_html(frame: pd.DataFrame, caption: str = "", precision: int = 1) -> str:
+    """Any results frame as an HTML table: numbers to ``precision`` decimals, a dash for a
+    missing value (never ``nan``), the caption kept with the table.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+    caption : str
+    precision : int
+        Decimals of float cells.
+
+    Returns
+    -------
+    str
+        HTML for ``IPython.display.HTML``.
+    """
+    styler = frame.style.format(precision=precision, na_rep="—")
+    if caption:
+        styler = styler.set_caption(caption)
+    return styler.to_html()
 
 
 def table2_html(frame: pd.DataFrame, caption: str = "") -> str:
