@@ -22,6 +22,7 @@ cleanup() {
         wait "$server_pid" 2>/dev/null || true
     fi
     if [ "${SPINENET_OUTSIDE_KEEP:-0}" = 1 ]; then echo "outside-clone: kept $tmp"; else rm -rf "$tmp"; fi
+    echo "outside-clone: total $(( $(date +%s) - start )) s with the clean-up"
 }
 trap cleanup EXIT
 step() { echo "outside-clone: $1 after $(( $(date +%s) - start )) s"; }
