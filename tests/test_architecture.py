@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 TEXT = (REPO / "ARCHITECTURE.md").read_text(encoding="utf-8")
 # A backticked dotted name whose first part is a stage of the package: `engine.training`, `io/`.
 NAMED = re.compile(r"`((?:io|metrics|phantom|extract|datasets|nn|localise|engine|explain|experiments|viz"
-                   r"|app|cli|tasks|errors|seed|progress|config|results)(?:\.[a-z_]+)*)/?`")
+                   r"|app|cli|tasks|errors|seed|progress|paths|config|results)(?:\.[a-z_]+)*)/?`")
 
 
 def all_modules() -> set[str]:

@@ -96,8 +96,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_experiment(args: argparse.Namespace) -> int:
     """Handler of ``spinenet-lite experiment-spider``."""
-    import hashlib
-
+    from ..engine.weights import sha256_file
     from ..experiments.spider_cv import (
         RECIPES,
         SPIDER_TIERS,
@@ -138,13 +137,13 @@ def run_experiment(args: argparse.Namespace) -> int:
         from ..experiments.spider_cv import synthetic_weights
 
         syn = Path(args.synthetic) if args.synthetic is not None else synthetic_weights()
-        cv["synthetic"] = {"path": str(syn), "sha256": hashlib.sha256(syn.read_bytes()).hexdigest()}
+        cv["synthetic"] = {"path": str(syn), "sha256": sha256_file(syn)}
     if args.save_weights is not None:
         model = fit(best, discs, tier=args.tier, seed=args.seed, synthetic=args.synthetic,
                     single_slice_copies=mixed)
         path = save_weights(model, args.save_weights, {"recipe": best, "tier": args.tier, "seed": args.seed,
                                                        "source": args.source, "n_discs": len(discs)})
-        cv["weights"] = {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        cv["weights"] = {"path": str(path), "sha256": sha256_file(path),
                          "recipe": best,
                          "command": f"spinenet-lite experiment-spider --tier {args.tier} --source "
                                     f"{args.source} --slices {args.slices} --pad {args.pad} "

@@ -295,7 +295,8 @@ def patient_split(patients: Sequence[str] | np.ndarray, seed: int,
     patients : sequence of str, shape (N,)
         Patient id of every disc.
     seed : int
-        Seed of the shuffle of the (sorted) unique patient ids.
+        Seed of the shuffle of the (sorted) unique patient ids: the split seed
+        (``spinenet-lite train --split-seed``), apart from the model's seed.
     fractions : three floats summing to 1
 
     Returns

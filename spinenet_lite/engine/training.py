@@ -28,7 +28,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -350,6 +350,7 @@ def train(
     progress: bool = True,
     callbacks: Sequence[Callback] | None = None,
     model: nn.Module | None = None,
+    meta: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Train a SpineNet on ``train_data``, validating on ``val_data`` every epoch.
 
@@ -375,6 +376,11 @@ def train(
     model : nn.Module, optional
         A network to train instead of ``SpineNet(config.branch_point, config.width,
         config.dropout)`` (must return ``{task: logits}`` and have ``set_input_mean``).
+    meta : mapping, optional
+        Facts about the data recorded in every checkpoint as ``meta`` (kept by
+        :func:`~spinenet_lite.engine.checkpoint.export_weights`), e.g. ``{"split_seed": 0}``
+        for the patient split made by ``spinenet-lite train``. Resuming a run whose
+        checkpoint recorded another value for one of these keys is refused.
 
     Returns
     -------
@@ -455,6 +461,12 @@ def train(
                 raise ConfigError(f"cannot resume {paths['last']}: it was trained with {key}={old[key]!r}, "
                                   f"the config says {getattr(config, key)!r}; "
                                   f"use the same value or a new out_dir")
+        old_meta = state.get("meta") or {}
+        for key, value in (meta or {}).items():
+            if key in old_meta and old_meta[key] != to_jsonable(value):
+                raise ConfigError(f"cannot resume {paths['last']}: it was trained with "
+                                  f"{key}={old_meta[key]!r}, this run has {value!r}; use the same value "
+                                  f"or a new out_dir")
         net.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -503,6 +515,8 @@ def train(
             "history": to_jsonable(history),
             "commit": git_commit(),
         }
+        if meta:
+            st["meta"] = to_jsonable(dict(meta))
         if full:
             st["optimizer"] = optimizer.state_dict()
             st["scheduler"] = scheduler.state_dict()
