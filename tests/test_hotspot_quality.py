@@ -336,7 +336,8 @@ def test_run_hotspot_quality_at_ci_writes_the_documented_keys(tmp_path, monkeypa
             assert set(per_task) == set(BINARY_TASKS)
             for r in per_task.values():
                 assert set(hq.METRICS) | {"n"} <= set(r)
-                for k in ("pointing_game", "pointing_game_15px", "mass_in_mask", "chance", "auc", "specificity"):
+                for k in ("pointing_game", "pointing_game_15px", "mass_in_mask", "chance", "auc",
+                          "specificity"):
                     assert math.isnan(r[k]) or 0 <= r[k] <= 1
                 assert math.isnan(r["lesion_reliance"]) or r["lesion_reliance"] <= 1
     paper = res["methods"]["paper"]

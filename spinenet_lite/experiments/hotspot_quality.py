@@ -81,8 +81,7 @@ TARGETS: tuple[str, ...] = ("abnormal", "predicted")
 _COUNTS = {"specificity": "n_specificity", "lesion_reliance": "n_counterfactual",
            "deletion_gap": "n_deletion"}
 
-# Discs per task scored, in the sanity checks, the counterfactual and the deletion tests;
-# patients of the decorrelated cohort and label-only patients of the shortcut rule, per tier.
+# Per tier: discs per task scored / in each test; patients of the second cohort and of the rule.
 _TIER_SIZES: dict[str, dict[str, Any]] = {
     "ci": {"max_discs": 6, "sanity_discs": 2, "n_aug": 8, "counterfactual_discs": 1, "deletion_discs": 2,
            "second_cohort_patients": 3, "rule_patients": 2000,
@@ -271,13 +270,16 @@ def _accuracy(model: Any, scored: Any, idx: np.ndarray, tasks: Sequence[str], de
     from ..metrics.shortcut import shortcut_rule, shortcut_rule_accuracy
 
     true = np.asarray(scored.true_labels)[idx]
-    vols = np.stack([scored.volume(i) for i in idx]) if len(idx) else np.zeros((0, 9, 112, 224), np.float32)
     rule = shortcut_rule(true)
+    pred = {t: np.zeros(len(idx), dtype=np.int64) for t in tasks}
+    for s in range(0, len(idx), 64):  # 64 discs in memory at a time
+        vols = np.stack([scored.volume(i) for i in idx[s:s + 64]])
+        for t in tasks:
+            pred[t][s:s + len(vols)] = predict_proba(model, vols, t, device).argmax(axis=1)
     acc, vs_rule = {}, {}
     for t in tasks:
-        pred = predict_proba(model, vols, t, device).argmax(axis=1) if len(idx) else np.zeros(0, np.int64)
-        acc[t] = per_class_accuracy(true[:, task_index(t)], pred, 2)
-        vs_rule[t] = per_class_accuracy(rule, pred, 2)
+        acc[t] = per_class_accuracy(true[:, task_index(t)], pred[t], 2)
+        vs_rule[t] = per_class_accuracy(rule, pred[t], 2)
     return {"model_accuracy": acc, "model_vs_rule": vs_rule,
             "rule_scored": shortcut_rule_accuracy(true, tasks=tasks), "n_discs": int(len(idx))}
 
@@ -505,10 +507,8 @@ def run_hotspot_quality(
     eval_data : DiscDataset, optional
         Held-out discs to score (e.g. another cohort seed); default: the test split of ``data``.
         The counterfactual test needs a cache made from a phantom cohort still on disk.
-    methods : sequence of str, optional
-        Subset of :data:`METHODS`; default the tier's (all but occlusion at ``ci``).
-    tasks : sequence of str
-        Binary tasks.
+    methods, tasks : sequence of str
+        Subset of :data:`METHODS` (default the tier's: all but occlusion at ``ci``); binary tasks.
     max_discs, n_aug : int, optional
         Discs scored per task; augmentations / noisy samples / integration steps per disc.
     target : str
