@@ -54,6 +54,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-patients", type=int, default=None,
                    help="hotspot_quality only: score discs of N new patients (cohort seed + 1) that "
                         "no model saw, instead of the test split")
+    p.add_argument("--methods", default=None,
+                   help="hotspot_quality only: comma-separated hotspot methods (default: the tier's; "
+                        "paper, gradient, smoothgrad, gradcam, integrated_gradients, occlusion)")
+    p.add_argument("--train-cohort", default=None, choices=("standard", "decorrelated"),
+                   help="hotspot_quality only: train on this cohort preset (default standard; "
+                        "decorrelated: endplate and marrow labels independent of degeneration)")
     p.set_defaults(func=run)
 
 
@@ -89,10 +95,15 @@ def _run(args: argparse.Namespace) -> int:
             from ..datasets.synthetic import synthetic_dataset
 
             eval_data = synthetic_dataset(args.eval_patients, args.seed + 1)
+        extra = {}
+        if args.methods is not None:
+            extra["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+        if args.train_cohort is not None:
+            extra["train_cohort"] = args.train_cohort
         run_hotspot_quality(args.tier, seed=args.seed, device=args.device, max_discs=args.max_discs,
-                            out_dir=args.out_dir, model=model, eval_data=eval_data)
+                            out_dir=args.out_dir, model=model, eval_data=eval_data, **extra)
         return 0
-    for flag in ("max_discs", "weights", "eval_patients"):
+    for flag in ("max_discs", "weights", "eval_patients", "methods", "train_cohort"):
         if getattr(args, flag) is not None:
             raise ConfigError(f"--{flag.replace('_', '-')} applies to hotspot_quality only; drop it")
     from ..experiments.paper import run_experiment

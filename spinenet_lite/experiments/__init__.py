@@ -1,23 +1,11 @@
-"""The paper's experiments and ours: Table 2, ablations, hotspot quality, SPIDER cross-validation."""
+"""The paper's experiments and ours: Table 2, ablations, hotspot quality, SPIDER cross-validation.
+
+The hotspot scores live in :mod:`spinenet_lite.metrics.saliency`, the sanity checks in
+:mod:`spinenet_lite.explain.sanity`; :mod:`.hotspot_quality` runs them."""
 
 from __future__ import annotations
 
-from .hotspot_quality import (  # noqa: I001
-    aggregate,
-    bootstrap_ci,
-    cascading_randomization,
-    chance,
-    disc_scores,
-    eligible,
-    layer_groups,
-    map_auc,
-    map_similarity,
-    mass_in_mask,
-    pointing_game,
-    reinitialize_,
-    run_hotspot_quality,
-    score_maps,
-)
+from .hotspot_quality import run_hotspot_quality  # noqa: I001
 from .paper import (  # noqa: I001
     ABLATIONS,
     ALL_EXPERIMENTS,
@@ -78,19 +66,6 @@ __all__ = [
     "mean_std",
     "run_experiment",
     "table2",
-    "chance",
-    "pointing_game",
-    "mass_in_mask",
-    "map_auc",
-    "disc_scores",
-    "bootstrap_ci",
-    "aggregate",
-    "eligible",
-    "score_maps",
-    "map_similarity",
-    "layer_groups",
-    "reinitialize_",
-    "cascading_randomization",
     "run_hotspot_quality",
     "RECIPES",
     "SCORED_TASKS",

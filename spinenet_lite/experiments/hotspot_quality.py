@@ -1,491 +1,460 @@
-"""How good are the evidence hotspots? Localisation scores against the true lesions.
+"""How good are the evidence hotspots? The measurements that tell the causes of a miss apart.
 
-The synthetic cohort knows where each lesion is (``DiscDataset.mask(i, task)``), so the
-hotspots of :mod:`spinenet_lite.explain.saliency` can be *measured*, which the paper could not do.
-Introduced in the book's chapter 7 (``book/07_hotspot_quality.ipynb``).
+The synthetic cohort knows where each lesion is, so the hotspots of
+:mod:`spinenet_lite.explain.saliency` can be *measured*, which the paper could not do.
+Introduced in the book's chapter 7 (``book/07_hotspot_quality.ipynb``). The scores are in
+:mod:`spinenet_lite.metrics.saliency`, the sanity checks in :mod:`spinenet_lite.explain.sanity`,
+the counterfactual renders in :mod:`spinenet_lite.explain.counterfactual`; this module runs
+them (``spinenet-lite experiment hotspot_quality --tier T``) and writes
+``data/results/hotspot_quality_<tier>.json`` with a Markdown table beside it::
 
-Per disc and map (all maps are ``(9, H, W)`` float, ``>= 0``; masks ``(9, H, W)`` bool):
+    results.methods.<method>.<task>   pointing_game, pointing_game_15px, mass_in_mask, chance,
+                                      auc, specificity, specificity_chance, lesion_reliance,
+                                      map_change, mass_shift, deletion_gap (each with <key>_ci),
+                                      n, n_specificity, n_counterfactual, n_deletion
+    results.cohorts.<cohort>          the same, on new patients of the other cohort preset (the
+                                      decorrelated one, unless the scored discs are)
+    results.shortcut                  rule: the shortcut rule's accuracy per cohort and task;
+                                      model_accuracy, model_vs_rule: the model's, per cohort
+    results.sanity                    cascading (re-initialisation), permuted_labels
 
-- :func:`pointing_game`: is the map's arg-max inside the lesion (optionally within
-  ``tolerance_px`` pixels, in-plane)?
-- :func:`mass_in_mask`: share of the map's total inside the lesion; compare it with
-  :func:`chance` (the lesion's share of the volume), which is what a uniform map scores.
-- :func:`map_auc`: ROC-AUC of map values as a detector of lesion voxels (0.5 = chance).
-
-A map with no information (constant, e.g. all zero) scores a pointing-game miss, a mass
-equal to chance and an AUC of 0.5.
-
-:func:`aggregate` averages over discs with percentile-bootstrap confidence intervals;
-:func:`score_maps` scores many discs of one task, keeping only discs whose **true** label
-is abnormal and whose mask is not empty. The sanity checks of Adebayo et al. (NeurIPS
-2018), cascading re-initialisation and permuted labels, are in :func:`cascading_randomization`
-and :func:`map_similarity`; :func:`run_hotspot_quality` runs the whole experiment behind
-``spinenet-lite experiment hotspot_quality --tier T``.
+Only discs whose **true** label is abnormal and whose lesion mask is not empty are scored,
+and every map explains the abnormal class (``target="abnormal"``), the finding whose
+probability the deletion and counterfactual tests follow. ``lesion_reliance`` depends on
+the model only (the same number under every method); ``map_change`` is ``1 - Spearman``
+between the maps with and without the lesion and ``mass_shift`` the drop of the map's mass in
+the lesion's place when the lesion goes. ``deletion_gap`` is in probability units and may be
+negative, so may ``lesion_reliance`` (the model finds more without the lesion); every other
+score is a fraction in [0, 1].
 """
 
 from __future__ import annotations
 
-import copy
 import math
-import re
+import os
+import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ..errors import InputError
+from ..explain.saliency import HOTSPOT_METHODS
+from ..explain.sanity import cascading_randomization, layer_groups, reinitialize_  # noqa: F401
+from ..metrics.saliency import (
+    aggregate,
+    chance,
+    deletion_curve,
+    deletion_gap,
+    disc_scores,
+    eligible,
+    lesion_reliance,
+    map_auc,
+    map_similarity,
+    mass_in_mask,
+    pointing_game,
+    score_maps,
+    specificity_chance,
+    task_specificity,
+)
 from ..tasks import BINARY_TASKS, get_task, task_index
 
-METRICS: tuple[str, ...] = ("pointing_game", "mass_in_mask", "chance", "auc")
-"""Per-disc scores, in the order of the results tables."""
+__all__ = [
+    "METHODS", "METRICS", "TARGETS", "markdown_table", "run_hotspot_quality",
+    # the scores and checks this experiment runs, kept importable from here
+    "aggregate", "cascading_randomization", "chance", "disc_scores", "eligible", "layer_groups", "map_auc",
+    "map_similarity", "mass_in_mask", "pointing_game", "reinitialize_", "score_maps",
+]
 
-METHODS: tuple[str, ...] = ("paper", "gradient", "smoothgrad", "gradcam")
+METHODS: tuple[str, ...] = HOTSPOT_METHODS
 """Hotspot methods compared (see :func:`spinenet_lite.explain.saliency.hotspots`)."""
 
-# Layers of SpineNet (VGG-M), top (output) first: the order of cascading re-initialisation.
-LAYER_ORDER: tuple[str, ...] = ("fc8", "fc7", "fc6", "conv5", "conv4", "conv3", "conv2", "conv1")
+METRICS: tuple[str, ...] = (
+    "pointing_game", "pointing_game_15px", "mass_in_mask", "chance", "auc", "specificity",
+    "specificity_chance", "lesion_reliance", "map_change", "mass_shift", "deletion_gap")
+"""Scores per method and task, in the order of the results tables."""
 
+TARGETS: tuple[str, ...] = ("abnormal", "predicted")
+"""Classes a map can explain: the abnormal class (default) or the model's prediction."""
 
-# --------------------------------------------------------------------------------------
-# Per-disc scores
-# --------------------------------------------------------------------------------------
-def _check_pair(hmap: Any, mask: Any) -> tuple[np.ndarray, np.ndarray]:
-    h = np.asarray(hmap, dtype=np.float64)
-    m = np.asarray(mask)
-    if m.dtype != bool:
-        m = m != 0
-    if h.shape != m.shape:
-        raise InputError(
-            f"hotspot map shape {h.shape} differs from mask shape {m.shape}; "
-            "pass the map and the mask of the same disc, both (9, H, W)"
-        )
-    if h.ndim != 3:
-        raise InputError(f"expected a (9, H, W) map and mask, got {h.ndim} dimensions")
-    if not np.all(np.isfinite(h)):
-        raise InputError("the hotspot map holds NaN or infinite values; recompute it")
-    if np.any(h < 0):
-        raise InputError("the hotspot map has negative values; hotspot maps are magnitudes (>= 0)")
-    return h, m
+_COUNTS = {"specificity": "n_specificity", "lesion_reliance": "n_counterfactual",
+           "deletion_gap": "n_deletion"}
 
-
-def chance(mask: Any) -> float:
-    """Share of the volume inside the mask: what a uniform map scores as mass in mask.
-
-    Parameters
-    ----------
-    mask : array_like of bool, shape (9, H, W)
-        True lesion voxels.
-
-    Returns
-    -------
-    float
-        ``mask.mean()`` in [0, 1].
-    """
-    m = np.asarray(mask)
-    if m.size == 0:
-        raise InputError("the mask is empty (size 0)")
-    return float((m != 0).mean())
-
-
-def pointing_game(hmap: Any, mask: Any, tolerance_px: float = 0) -> bool:
-    """Hit if the map's arg-max lies inside the mask (or within ``tolerance_px`` of it).
-
-    Parameters
-    ----------
-    hmap : array_like of float, shape (9, H, W)
-        Hotspot map, ``>= 0``.
-    mask : array_like of bool, shape (9, H, W)
-        True lesion voxels; must not be empty.
-    tolerance_px : float
-        In-plane distance in pixels (Euclidean, within the arg-max's slice) still counted
-        as a hit. The original pointing game (Zhang et al. 2016) uses 15 px; 0 = strict.
-
-    Returns
-    -------
-    bool
-        True for a hit. A constant map (no maximum) is a miss.
-    """
-    h, m = _check_pair(hmap, mask)
-    if not m.any():
-        raise InputError("the lesion mask is empty; the pointing game needs a lesion (skip this disc)")
-    if tolerance_px < 0:
-        raise InputError(f"tolerance_px must be >= 0, got {tolerance_px}")
-    if h.max() == h.min():
-        return False
-    s, r, c = np.unravel_index(int(np.argmax(h)), h.shape)
-    if m[s, r, c]:
-        return True
-    if tolerance_px == 0 or not m[s].any():
-        return False
-    from scipy.ndimage import distance_transform_edt
-
-    dist = distance_transform_edt(~m[s])
-    return bool(dist[r, c] <= tolerance_px)
-
-
-def mass_in_mask(hmap: Any, mask: Any) -> float:
-    """Share of the map's total inside the mask (the energy-based pointing game).
-
-    Parameters
-    ----------
-    hmap : array_like of float, shape (9, H, W)
-        Hotspot map, ``>= 0``.
-    mask : array_like of bool, shape (9, H, W)
-        True lesion voxels.
-
-    Returns
-    -------
-    float
-        ``hmap[mask].sum() / hmap.sum()`` in [0, 1]; an all-zero map counts as uniform
-        and scores :func:`chance`.
-    """
-    h, m = _check_pair(hmap, mask)
-    total = h.sum()
-    if total <= 0:
-        return float(m.mean())
-    return float(h[m].sum() / total)
-
-
-def map_auc(hmap: Any, mask: Any) -> float:
-    """ROC-AUC of the map's values as a score for "this voxel is lesion".
-
-    Parameters
-    ----------
-    hmap : array_like of float, shape (9, H, W)
-        Hotspot map, ``>= 0``.
-    mask : array_like of bool, shape (9, H, W)
-        True lesion voxels; needs both lesion and non-lesion voxels.
-
-    Returns
-    -------
-    float
-        :func:`sklearn.metrics.roc_auc_score` in [0, 1]; 0.5 is chance (and a constant map).
-    """
-    from sklearn.metrics import roc_auc_score
-
-    h, m = _check_pair(hmap, mask)
-    if not m.any() or m.all():
-        raise InputError("the AUC needs both lesion and background voxels in the mask (skip this disc)")
-    return float(roc_auc_score(m.ravel(), h.ravel()))
-
-
-def disc_scores(hmap: Any, mask: Any, tolerance_px: float = 0) -> dict[str, float]:
-    """All four per-disc scores of :data:`METRICS` for one map and mask."""
-    return {
-        "pointing_game": float(pointing_game(hmap, mask, tolerance_px)),
-        "mass_in_mask": mass_in_mask(hmap, mask),
-        "chance": chance(mask),
-        "auc": map_auc(hmap, mask),
-    }
-
-
-# --------------------------------------------------------------------------------------
-# Aggregation
-# --------------------------------------------------------------------------------------
-def bootstrap_ci(
-    values: Sequence[float], n_boot: int = 2000, level: float = 0.95, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile-bootstrap confidence interval of the mean (:func:`scipy.stats.bootstrap`).
-
-    Parameters
-    ----------
-    values : sequence of float
-        One score per disc (NaNs are dropped).
-    n_boot : int
-        Bootstrap resamples.
-    level : float
-        Confidence level, e.g. 0.95.
-    seed : int
-        Seed of the resampling.
-
-    Returns
-    -------
-    (float, float)
-        Lower and upper bound; ``(nan, nan)`` with fewer than two values.
-    """
-    from scipy.stats import bootstrap
-
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if v.size < 2:
-        return (math.nan, math.nan)
-    if np.all(v == v[0]):
-        return (float(v[0]), float(v[0]))
-    res = bootstrap((v,), np.mean, n_resamples=n_boot, confidence_level=level, method="percentile",
-                    rng=np.random.default_rng(seed))
-    lo, hi = res.confidence_interval
-    return (float(lo), float(hi))
-
-
-def aggregate(scores: Sequence[dict[str, float]], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """Mean of each score over discs with a 95 % bootstrap interval (``<metric>_ci``) and ``n``.
-
-    Parameters
-    ----------
-    scores : sequence of dict
-        Per-disc outputs of :func:`disc_scores`.
-
-    Returns
-    -------
-    dict
-        ``{"pointing_game": mean, "pointing_game_ci": [lo, hi], ..., "n": n_discs}``; means
-        are NaN when ``n == 0``.
-    """
-    out: dict[str, Any] = {}
-    for k in METRICS:
-        vals = [s[k] for s in scores]
-        out[k] = float(np.mean(vals)) if vals else math.nan
-        out[f"{k}_ci"] = list(bootstrap_ci(vals, n_boot=n_boot, seed=seed))
-    out["n"] = len(scores)
-    return out
-
-
-def eligible(true_labels: Any, masks: Any) -> np.ndarray:
-    """Indices of discs that count: true label abnormal (class 1) and a non-empty mask.
-
-    Parameters
-    ----------
-    true_labels : array_like of int, shape (N,)
-        True labels of one binary task (``MISSING`` allowed).
-    masks : array_like of bool, shape (N, 9, H, W)
-        The task's lesion masks.
-
-    Returns
-    -------
-    ndarray of int, shape (K,)
-    """
-    y = np.asarray(true_labels).reshape(-1)
-    m = np.asarray(masks)
-    if m.shape[0] != y.shape[0]:
-        raise InputError(f"{y.shape[0]} labels but {m.shape[0]} masks; pass one mask per disc")
-    nonempty = m.reshape(m.shape[0], -1).any(axis=1)
-    return np.flatnonzero((y == 1) & nonempty)
-
-
-def score_maps(
-    maps: Any, masks: Any, true_labels: Any, tolerance_px: float = 0, n_boot: int = 2000, seed: int = 0
-) -> dict[str, Any]:
-    """Score the maps of many discs of one task and aggregate (eligible discs only).
-
-    Parameters
-    ----------
-    maps : array_like of float, shape (N, 9, H, W)
-    masks : array_like of bool, shape (N, 9, H, W)
-    true_labels : array_like of int, shape (N,)
-        True labels of the task; only ``== 1`` (abnormal) discs with a non-empty mask count.
-
-    Returns
-    -------
-    dict
-        As :func:`aggregate`.
-    """
-    maps = np.asarray(maps)
-    masks = np.asarray(masks)
-    if maps.shape != masks.shape:
-        raise InputError(f"maps {maps.shape} and masks {masks.shape} differ in shape")
-    idx = eligible(true_labels, masks)
-    return aggregate([disc_scores(maps[i], masks[i], tolerance_px) for i in idx], n_boot=n_boot, seed=seed)
-
-
-# --------------------------------------------------------------------------------------
-# Sanity checks (Adebayo et al. 2018)
-# --------------------------------------------------------------------------------------
-def map_similarity(a: Any, b: Any) -> dict[str, float]:
-    """Spearman rank correlation and SSIM between two maps of one disc.
-
-    Parameters
-    ----------
-    a, b : array_like of float, shape (9, H, W)
-        Two hotspot maps (e.g. trained vs randomised model).
-
-    Returns
-    -------
-    dict
-        ``spearman`` (:func:`scipy.stats.spearmanr` over all voxels; 0 when either map is
-        constant) and ``ssim`` (:func:`skimage.metrics.structural_similarity` per slice on
-        maps scaled to [0, 1] by their maximum, averaged over slices).
-    """
-    from scipy.stats import spearmanr
-    from skimage.metrics import structural_similarity
-
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 3:
-        raise InputError(f"compare two (9, H, W) maps of equal shape, got {a.shape} and {b.shape}")
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
-        rho = 0.0
-    else:
-        rho = float(spearmanr(a.ravel(), b.ravel()).statistic)
-    an = a / a.max() if a.max() > 0 else a
-    bn = b / b.max() if b.max() > 0 else b
-    win = min(7, *a.shape[1:])
-    win = win if win % 2 == 1 else win - 1
-    ssim = float(np.mean([structural_similarity(an[s], bn[s], data_range=1.0, win_size=win)
-                          for s in range(a.shape[0])]))
-    return {"spearman": rho, "ssim": ssim}
-
-
-def layer_groups(model: Any) -> list[tuple[str, list[Any]]]:
-    """The model's weighted layers grouped by name, top (output side) first.
-
-    Layers whose qualified name holds one of :data:`LAYER_ORDER` (``fc8`` ... ``conv1``)
-    are grouped under that name (all per-task copies of a branched layer together);
-    any other :class:`torch.nn.Conv2d` / :class:`torch.nn.Linear` forms its own group,
-    in reverse registration order.
-
-    Returns
-    -------
-    list of (str, list of torch.nn.Module)
-    """
-    import torch.nn as nn
-
-    named: dict[str, list[Any]] = {}
-    others: list[tuple[str, Any]] = []
-    for name, mod in model.named_modules():
-        if not any(p is not None for p in mod.parameters(recurse=False)):
-            continue
-        key = None
-        for layer in LAYER_ORDER:
-            if re.search(rf"(^|[._]){layer}($|[._])", name):
-                key = layer
-                break
-        if key is not None:
-            named.setdefault(key, []).append(mod)
-        elif isinstance(mod, (nn.Conv2d, nn.Linear)):
-            others.append((name, mod))
-    if named:
-        groups = [(k, named[k]) for k in LAYER_ORDER if k in named]
-        if others:  # unnamed weighted layers: keep them (after the named ones)
-            groups += [(n, [m]) for n, m in reversed(others)]
-        return groups
-    return [(n, [m]) for n, m in reversed(others)]
-
-
-def reinitialize_(modules: Sequence[Any], generator: Any) -> None:
-    """Re-initialise modules in place: Glorot-normal weights, zero biases (as at training start)."""
-    import torch
-
-    with torch.no_grad():
-        for mod in modules:
-            for pname, p in mod.named_parameters(recurse=False):
-                if p.dim() >= 2 and "weight" in pname:
-                    cpu = torch.empty(p.shape, dtype=p.dtype)
-                    torch.nn.init.xavier_normal_(cpu, generator=generator)
-                    p.copy_(cpu.to(p.device))
-                else:
-                    p.zero_()
-
-
-def cascading_randomization(
-    model: Any,
-    volumes: Any,
-    task: str,
-    map_fn: Callable[[Any, np.ndarray, str], np.ndarray],
-    reference: Any | None = None,
-    seed: int = 0,
-) -> list[dict[str, Any]]:
-    """Cascading re-initialisation from the top layer down; maps compared with the trained ones.
-
-    The model is copied (the original is untouched); layers are re-initialised
-    cumulatively in the order of :func:`layer_groups` (``fc8``, then ``fc8`` and ``fc7``,
-    ...), and after each step the maps of ``volumes`` are recomputed and compared with
-    ``reference`` (the trained model's maps).
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        Trained model.
-    volumes : array_like of float, shape (N, 9, H, W)
-        Discs to map.
-    task : str
-        Task whose maps are compared.
-    map_fn : callable
-        ``map_fn(model, volumes, task) -> (N, 9, H, W)`` maps, e.g. a partial of
-        :func:`spinenet_lite.explain.saliency.hotspots_batch`. Maps are for the class the trained
-        model predicts, so pass ``targets`` in ``map_fn`` if you want them fixed.
-    reference : array_like, optional
-        The trained model's maps; computed with ``map_fn`` if omitted.
-    seed : int
-        Seed of the re-initialisation.
-
-    Returns
-    -------
-    list of dict
-        One row per step: ``layer`` (the last layer re-initialised), ``spearman``,
-        ``ssim`` (means over discs) and their per-disc lists.
-    """
-    import torch
-
-    vols = np.asarray(volumes, dtype=np.float32)
-    ref = np.asarray(reference) if reference is not None else np.asarray(map_fn(model, vols, task))
-    work = copy.deepcopy(model)
-    gen = torch.Generator().manual_seed(int(seed))
-    rows = []
-    for name, mods in layer_groups(work):
-        reinitialize_(mods, gen)
-        maps = np.asarray(map_fn(work, vols, task))
-        sims = [map_similarity(ref[i], maps[i]) for i in range(len(vols))]
-        rows.append({
-            "layer": name,
-            "spearman": float(np.mean([s["spearman"] for s in sims])),
-            "ssim": float(np.mean([s["ssim"] for s in sims])),
-            "spearman_per_disc": [s["spearman"] for s in sims],
-            "ssim_per_disc": [s["ssim"] for s in sims],
-        })
-    return rows
-
-
-# --------------------------------------------------------------------------------------
-# The experiment
-# --------------------------------------------------------------------------------------
-# Discs per task scored and discs used in the sanity checks, per tier.
-_TIER_SIZES: dict[str, dict[str, int]] = {
-    "ci": {"max_discs": 6, "sanity_discs": 2, "n_aug": 8},
-    "teaching": {"max_discs": 60, "sanity_discs": 8, "n_aug": 32},
-    "paper": {"max_discs": 200, "sanity_discs": 16, "n_aug": 32},
+# Per tier: discs per task scored / in each test; patients of the second cohort and of the rule.
+_TIER_SIZES: dict[str, dict[str, Any]] = {
+    "ci": {"max_discs": 6, "sanity_discs": 2, "n_aug": 8, "counterfactual_discs": 1, "deletion_discs": 2,
+           "second_cohort_patients": 3, "rule_patients": 2000,
+           "methods": ("paper", "gradient", "smoothgrad", "gradcam", "integrated_gradients")},
+    "teaching": {"max_discs": 60, "sanity_discs": 8, "n_aug": 32, "counterfactual_discs": 20,
+                 "deletion_discs": 20, "second_cohort_patients": 100, "rule_patients": 5000,
+                 "methods": METHODS},
+    "paper": {"max_discs": 200, "sanity_discs": 16, "n_aug": 32, "counterfactual_discs": 100,
+              "deletion_discs": 100, "second_cohort_patients": 300, "rule_patients": 20000,
+              "methods": METHODS},
 }
 
 
-def markdown_table(results: dict[str, Any]) -> str:
-    """The quality results as Markdown: one row per task and method, then the sanity checks."""
-    lines = ["| task | method | pointing game | mass in mask | chance | AUC | n |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+# --------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------
+def _preset_dataset(preset: str, n_patients: int, seed: int, progress: bool) -> Any:
+    """The disc cache of ``n_patients`` of cohort preset ``preset`` (made when missing).
 
-    def fmt(v: Any, ci: Any = None) -> str:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return "–"
-        s = f"{100 * v:.1f}"
-        if ci and all(c is not None and not math.isnan(c) for c in ci):
-            s += f" ({100 * ci[0]:.1f}–{100 * ci[1]:.1f})"
-        return s
+    ``"standard"`` is :func:`spinenet_lite.datasets.synthetic.synthetic_dataset`; another
+    preset lives beside it as ``syn_<preset>_s{seed}_n{n}`` under the same data root.
+    """
+    from ..datasets.cache import extract_cohort, load_cache
+    from ..datasets.synthetic import data_root, synthetic_dataset
+    from ..phantom import cohort_config, write_cohort
 
-    methods = results.get("methods", {})
+    if preset == "standard":
+        return synthetic_dataset(n_patients, seed, progress=progress)
+    config = cohort_config(preset)
+    name = f"syn_{preset}_s{int(seed)}_n{int(n_patients)}"
+    cohort, cache = data_root() / "cohorts" / name, data_root() / "cache" / name
+    if (cache / "meta.json").exists():
+        return load_cache(cache)
+    workers = max(1, min(4, os.cpu_count() or 1, int(n_patients) // 4))
+    if not (cohort / "cohort.json").exists():
+        tmp = cohort.with_name(f".{name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        write_cohort(tmp, n_patients=int(n_patients), seed=int(seed), workers=workers, config=config,
+                     progress=progress)
+        shutil.rmtree(cohort, ignore_errors=True)
+        tmp.replace(cohort)
+    tmp_cache = cache.with_name(f".{name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp_cache, ignore_errors=True)
+    extract_cohort(cohort, tmp_cache, workers=workers, progress=progress)
+    shutil.rmtree(cache, ignore_errors=True)
+    tmp_cache.replace(cache)
+    return load_cache(cache)
+
+
+def _cohort_name(dataset: Any) -> str:
+    """``"standard"`` or ``"decorrelated"`` when a disc cache comes from that preset, else ``"other"``."""
+    from ..explain.counterfactual import cohort_source
+    from ..phantom import COHORT_PRESETS, cohort_config
+
+    source = cohort_source(dataset)
+    for name in COHORT_PRESETS:
+        if source is not None and source[1] == cohort_config(name):
+            return name
+    return "other"
+
+
+def _rule_labels(preset: str, n_patients: int, seed: int) -> np.ndarray:
+    """True labels ``(6 * n, T)`` of ``n`` label-only patients of a preset (no rendering)."""
+    from ..phantom import cohort_config, patient_labels
+
+    config = cohort_config(preset)
+    return np.concatenate([patient_labels(i, seed, config)[1] for i in range(int(n_patients))])
+
+
+def _choose(scored: Any, idx: np.ndarray, tasks: Sequence[str], max_discs: int, seed: int
+            ) -> dict[str, np.ndarray]:
+    """Per task: up to ``max_discs`` discs of ``idx`` with a true lesion (sorted, seeded draw)."""
+    rng = np.random.default_rng(seed)
+    true = np.asarray(scored.true_labels)
+    chosen = {}
+    for t in tasks:
+        cand = np.asarray([i for i in idx if true[i, task_index(t)] == 1], dtype=np.int64)
+        if cand.size:
+            cand = cand[eligible(np.ones(cand.size, dtype=int), scored.masks(cand, t))]
+        if cand.size > max_discs:
+            cand = np.sort(rng.choice(cand, max_discs, replace=False))
+        chosen[t] = cand
+    return chosen
+
+
+# --------------------------------------------------------------------------------------
+# Scores of one method on one task
+# --------------------------------------------------------------------------------------
+def _finding_proba(model: Any, task: str, device: Any) -> Any:
+    from ..explain.saliency import predict_proba
+
+    return lambda vols: predict_proba(model, vols, task, device)[:, 1]
+
+
+def _map_fn(method: str, n_aug: int, seed: int, device: Any, target: str) -> Any:
+    """``fn(model, volumes, task) -> maps`` of one method, explaining ``target``."""
+    from ..explain.saliency import hotspots_batch
+
+    def fn(model: Any, vols: np.ndarray, task: str) -> np.ndarray:
+        targets = np.ones(len(vols), dtype=np.int64) if target == "abnormal" else None
+        return hotspots_batch(model, vols, task, targets=targets, method=method, n_aug=n_aug, seed=seed,
+                              device=device)
+    return fn
+
+
+def _disc_rows(scored: Any, idx: np.ndarray, task: str, maps: np.ndarray, tasks_all: Sequence[str]
+               ) -> list[dict[str, float]]:
+    """Per-disc localisation scores, with task specificity where the disc has other lesions."""
+    masks = scored.masks(idx, task)
+    others = {o: scored.masks(idx, o) for o in tasks_all if o != task}
+    rows = []
+    for k in range(len(idx)):
+        row = disc_scores(maps[k], masks[k])
+        other = [m[k] for m in others.values() if m[k].any()]
+        if other:
+            row["specificity"] = task_specificity(maps[k], masks[k], other)
+            row["specificity_chance"] = specificity_chance(masks[k], other)
+        rows.append(row)
+    return rows
+
+
+def _add_deletion(rows: list[dict[str, float]], vols: np.ndarray, maps: np.ndarray, predict: Any,
+                  n: int, seed: int) -> None:
+    for k in range(min(n, len(rows))):
+        rows[k]["deletion_gap"] = deletion_gap(deletion_curve(predict, vols[k], maps[k], seed=seed + k))
+
+
+def _add_counterfactual(rows: list[dict[str, float]], cf: dict[str, Any], map_fn: Any, model: Any,
+                        task: str) -> None:
+    """Map change and mass shift when the lesion goes; the model's lesion reliance (per disc)."""
+    if not cf["discs"]:
+        return
+    with_maps = map_fn(model, np.stack([d.with_lesion for d in cf["discs"]]), task)
+    without_maps = map_fn(model, np.stack([d.without_lesion for d in cf["discs"]]), task)
+    for k, d in enumerate(cf["discs"]):
+        row = rows[k]
+        row["lesion_reliance"] = float(cf["reliance"][k])
+        row["map_change"] = 1.0 - map_similarity(with_maps[k], without_maps[k])["spearman"]
+        row["mass_shift"] = mass_in_mask(with_maps[k], d.mask) - mass_in_mask(without_maps[k], d.mask)
+
+
+def _aggregate(rows: list[dict[str, float]], seed: int) -> dict[str, Any]:
+    out = aggregate(rows, seed=seed, keys=METRICS)
+    for key, count in _COUNTS.items():
+        out[count] = int(sum(1 for r in rows if math.isfinite(r.get(key, math.nan))))
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# The counterfactual renders
+# --------------------------------------------------------------------------------------
+def _counterfactuals(model: Any, scored: Any, chosen: dict[str, np.ndarray], n: int, device: Any
+                     ) -> dict[str, dict[str, Any]]:
+    """Per task: the first ``n`` chosen discs rendered without their lesion, and the model's reliance.
+
+    Returns
+    -------
+    dict
+        ``{task: {"discs": [CounterfactualDisc], "reliance": ndarray}}`` (disc ``k`` is
+        ``chosen[task][k]``); empty when the discs do not come from a phantom cohort on disk.
+    """
+    from ..explain.counterfactual import cohort_source, counterfactual_discs
+
+    known = cohort_source(scored) is not None
+    out: dict[str, dict[str, Any]] = {}
+    for t, idx in chosen.items():
+        discs = counterfactual_discs(scored, idx[:n], t) if known and idx.size else []
+        reliance = np.zeros(0)
+        if discs:
+            predict = _finding_proba(model, t, device)
+            p_with = predict(np.stack([d.with_lesion for d in discs]))
+            p_without = predict(np.stack([d.without_lesion for d in discs]))
+            reliance = np.asarray(lesion_reliance(p_with, p_without)).reshape(-1)
+        out[t] = {"discs": discs, "reliance": reliance}
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# One cohort: every method, every task; the model's accuracy
+# --------------------------------------------------------------------------------------
+def _accuracy(model: Any, scored: Any, idx: np.ndarray, tasks: Sequence[str], device: Any) -> dict[str, Any]:
+    """The model's per-class accuracy against the true labels and against the shortcut rule."""
+    from ..explain.saliency import predict_proba
+    from ..metrics.classification import per_class_accuracy
+    from ..metrics.shortcut import shortcut_rule, shortcut_rule_accuracy
+
+    true = np.asarray(scored.true_labels)[idx]
+    rule = shortcut_rule(true)
+    pred = {t: np.zeros(len(idx), dtype=np.int64) for t in tasks}
+    for s in range(0, len(idx), 64):  # 64 discs in memory at a time
+        vols = np.stack([scored.volume(i) for i in idx[s:s + 64]])
+        for t in tasks:
+            pred[t][s:s + len(vols)] = predict_proba(model, vols, t, device).argmax(axis=1)
+    acc, vs_rule = {}, {}
+    for t in tasks:
+        acc[t] = per_class_accuracy(true[:, task_index(t)], pred[t], 2)
+        vs_rule[t] = per_class_accuracy(rule, pred[t], 2)
+    return {"model_accuracy": acc, "model_vs_rule": vs_rule,
+            "rule_scored": shortcut_rule_accuracy(true, tasks=tasks), "n_discs": int(len(idx))}
+
+
+def _score_cohort(model: Any, scored: Any, idx: np.ndarray, *, methods: Sequence[str], tasks: Sequence[str],
+                  sizes: dict[str, Any], n_aug: int, seed: int, device: Any, target: str,
+                  progress: bool) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Every method on every task of one cohort's discs ``idx``.
+
+    Returns
+    -------
+    methods : dict
+        ``{method: {task: aggregated scores}}``.
+    chosen : dict
+        ``{task: disc indices scored}``.
+    paper_maps : dict
+        ``{task: maps of the "paper" method}`` (for the sanity checks), if it ran.
+    """
+    from tqdm.auto import tqdm
+
+    chosen = _choose(scored, idx, tasks, sizes["max_discs"], seed)
+    cf = _counterfactuals(model, scored, chosen, sizes["counterfactual_discs"], device)
+    results: dict[str, Any] = {m: {} for m in methods}
+    paper_maps: dict[str, np.ndarray] = {}
+    for m, t in tqdm([(m, t) for m in methods for t in tasks], disable=not progress, desc="hotspot quality"):
+        ids = chosen[t]
+        if ids.size == 0:
+            results[m][t] = _aggregate([], seed)
+            continue
+        fn = _map_fn(m, n_aug, seed, device, target)
+        vols = np.stack([scored.volume(i) for i in ids])
+        maps = fn(model, vols, t)
+        if m == "paper":
+            paper_maps[t] = maps
+        rows = _disc_rows(scored, ids, t, maps, tasks)
+        _add_deletion(rows, vols, maps, _finding_proba(model, t, device), sizes["deletion_discs"], seed)
+        _add_counterfactual(rows, cf[t], fn, model, t)
+        results[m][t] = _aggregate(rows, seed)
+    return results, chosen, paper_maps
+
+
+# --------------------------------------------------------------------------------------
+# Sanity checks
+# --------------------------------------------------------------------------------------
+def _sanity(model: Any, scored: Any, chosen: dict[str, np.ndarray], paper_maps: dict[str, np.ndarray],
+            permuted: tuple[Any, int] | None, n_s: int, paper_fn: Any, seed: int) -> dict[str, Any]:
+    """Cascading re-initialisation and, given ``(train_fn, epochs)``, the permuted-label check."""
+    from ..explain.sanity import cascading_by_task, permuted_label_similarity
+
+    ids = {t: idx[:n_s] for t, idx in chosen.items() if idx.size}
+    vols = {t: np.stack([scored.volume(i) for i in idx]) for t, idx in ids.items()}
+    refs = {t: paper_maps[t][:n_s] if t in paper_maps else paper_fn(model, v, t) for t, v in vols.items()}
+    out: dict[str, Any] = {"cascading": cascading_by_task(model, vols, paper_fn, refs, seed=seed)}
+    if permuted is not None and out["cascading"]:
+        perm_model = permuted[0]().to(next(model.parameters()).device)
+        masks = {t: scored.masks(idx, t) for t, idx in ids.items()}
+        out["permuted_labels"] = {"epochs": permuted[1],
+                                  **permuted_label_similarity(perm_model, vols, masks, refs, paper_fn)}
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Markdown
+# --------------------------------------------------------------------------------------
+def _known(v: Any) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def _fmt(v: Any, ci: Any = None, pct: bool = True) -> str:
+    if not _known(v):
+        return "–"
+    scale, digits = (100, 1) if pct else (1, 2)
+    s = f"{scale * v:.{digits}f}"
+    if ci and all(_known(c) for c in ci):
+        s += f" ({scale * ci[0]:.{digits}f}–{scale * ci[1]:.{digits}f})"
+    return s
+
+
+def _methods_table(methods: dict[str, Any]) -> list[str]:
+    lines = ["| task | method | pointing game | at 15 px | mass in mask | chance | AUC "
+             "| specificity (chance) | lesion reliance | map change | deletion gap | n |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     tasks = [t for t in BINARY_TASKS if any(t in methods[m] for m in methods)]
     for t in tasks:
         for m, per_task in methods.items():
             r = per_task.get(t)
             if r is None:
                 continue
+            spec = _fmt(r.get("specificity"), r.get("specificity_ci"))
+            if _known(r.get("specificity")) and _known(r.get("specificity_chance")):
+                spec += f" ({_fmt(r['specificity_chance'])}, n={r.get('n_specificity', '?')})"
             lines.append(
-                f"| {get_task(t).title} | {m} | {fmt(r['pointing_game'], r.get('pointing_game_ci'))} | "
-                f"{fmt(r['mass_in_mask'], r.get('mass_in_mask_ci'))} | {fmt(r['chance'])} | "
-                f"{fmt(r['auc'], r.get('auc_ci'))} | {r['n']} |"
-            )
-    lines.append("")
-    lines.append("Percentages; 95 % bootstrap intervals in brackets; only discs with a truly abnormal label.")
+                f"| {get_task(t).title} | {m} | {_fmt(r['pointing_game'], r.get('pointing_game_ci'))} | "
+                f"{_fmt(r.get('pointing_game_15px'), r.get('pointing_game_15px_ci'))} | "
+                f"{_fmt(r['mass_in_mask'], r.get('mass_in_mask_ci'))} | {_fmt(r['chance'])} | "
+                f"{_fmt(r['auc'], r.get('auc_ci'))} | {spec} | "
+                f"{_fmt(r.get('lesion_reliance'), r.get('lesion_reliance_ci'), pct=False)} | "
+                f"{_fmt(r.get('map_change'), pct=False)} | {_fmt(r.get('deletion_gap'), pct=False)} | "
+                f"{r['n']} |")
+    return lines
+
+
+def _shortcut_table(shortcut: dict[str, Any]) -> list[str]:
+    kinds = {"rule": "rule", "model_accuracy": "model", "model_vs_rule": "model vs rule"}
+    head = " | ".join(f"{label}, {c}" for k, label in kinds.items() for c in shortcut.get(k, {}))
+    grade = shortcut.get("min_grade", 4)
+    lines = ["", f"Shortcut: per-class accuracy of \"abnormal iff Pfirrmann >= {grade}\" (rule, on "
+                 "label-only patients), of the model against the truth, and of the model against the rule:",
+             "", f"| task | {head} |", "| --- |" + " --- |" * (head.count("|") + 1)]
+    for t in BINARY_TASKS:
+        vals = [shortcut[k][c].get(t) for k in ("rule", "model_accuracy", "model_vs_rule")
+                for c in shortcut.get(k, {})]
+        if all(v is None for v in vals):
+            continue
+        lines.append(f"| {get_task(t).title} | " + " | ".join(_fmt(v) for v in vals) + " |")
+    return lines
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """The quality results as Markdown: scores per task and method (each cohort), shortcut, sanity."""
+    lines = _methods_table(results.get("methods", {}))
+    lines += ["", "Percentages (lesion reliance, map change and deletion gap as fractions); 95 % bootstrap "
+                  "intervals in brackets; only discs with a truly abnormal label; maps explain the "
+                  f"{results.get('target', 'predicted')} class."]
+    for name, cohort in results.get("cohorts", {}).items():
+        lines += ["", f"The {name} cohort (new patients):", ""] + _methods_table(cohort.get("methods", {}))
+    if results.get("shortcut"):
+        lines += _shortcut_table(results["shortcut"])
     sanity = results.get("sanity", {})
     casc = sanity.get("cascading", {})
     if casc:
         lines += ["", "Cascading re-initialisation (mean over tasks and discs, paper method):", "",
                   "| re-initialised down to | Spearman | SSIM |", "| --- | --- | --- |"]
-        for row in casc.get("mean", []):
-            lines.append(f"| {row['layer']} | {row['spearman']:.3f} | {row['ssim']:.3f} |")
+        lines += [f"| {row['layer']} | {row['spearman']:.3f} | {row['ssim']:.3f} |"
+                  for row in casc.get("mean", [])]
     perm = sanity.get("permuted_labels", {})
     if perm:
         lines += ["", f"Model trained on permuted labels: Spearman {perm['spearman']:.3f}, "
                       f"SSIM {perm['ssim']:.3f} against the trained model's maps."]
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------
+# The experiment
+# --------------------------------------------------------------------------------------
+def _check_args(tier: str, methods: Sequence[str] | None, tasks: Sequence[str], target: str,
+                train_cohort: str) -> tuple[str, ...]:
+    from ..phantom import COHORT_PRESETS
+
+    if tier not in _TIER_SIZES:
+        raise InputError(f"unknown tier {tier!r}; use one of {', '.join(_TIER_SIZES)}")
+    methods = tuple(_TIER_SIZES[tier]["methods"] if methods is None else methods)
+    for m in methods:
+        if m not in METHODS:
+            raise InputError(f"unknown hotspot method {m!r}; use one of {', '.join(METHODS)}")
+    for t in tasks:
+        if t not in BINARY_TASKS:
+            raise InputError(f"hotspot quality needs a binary task (lesion masks); got {t!r}")
+    if target not in TARGETS:
+        raise InputError(f"target must be one of {', '.join(TARGETS)}; got {target!r}")
+    if train_cohort not in COHORT_PRESETS:
+        raise InputError(f"unknown cohort {train_cohort!r}; use one of {', '.join(COHORT_PRESETS)}")
+    return methods
+
+
+def _shortcut(sizes: dict[str, Any], seed: int, tasks: Sequence[str], accuracies: dict[str, Any]
+              ) -> dict[str, Any]:
+    from ..metrics.shortcut import SHORTCUT_MIN_GRADE, shortcut_rule_accuracy
+    from ..phantom import COHORT_PRESETS
+
+    n = int(sizes["rule_patients"])
+    rule = {c: shortcut_rule_accuracy(_rule_labels(c, n, seed), tasks=tasks) for c in COHORT_PRESETS}
+    return {"min_grade": SHORTCUT_MIN_GRADE, "rule_patients": n, "rule": rule,
+            **{k: {c: a[k] for c, a in accuracies.items()} for k in ("model_accuracy", "model_vs_rule",
+                                                                     "rule_scored", "n_discs")}}
 
 
 def run_hotspot_quality(
@@ -496,173 +465,131 @@ def run_hotspot_quality(
     data: Any = None,
     model: Any = None,
     eval_data: Any = None,
-    methods: Sequence[str] = METHODS,
+    methods: Sequence[str] | None = None,
     tasks: Sequence[str] = BINARY_TASKS,
     max_discs: int | None = None,
     n_aug: int | None = None,
+    target: str = "abnormal",
+    train_cohort: str = "standard",
+    second_cohort: bool = True,
+    second_cohort_patients: int | None = None,
     permuted: bool = True,
     permuted_epochs: int | None = None,
     write: bool = True,
     out_dir: Any = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """The hotspot-quality experiment: every method, every binary task, plus sanity checks.
+    """The hotspot-quality experiment: every method and binary task, two cohorts, sanity checks.
 
-    Trains a model at the tier (unless ``model`` is given) on the training patients,
-    maps the held-out (test) discs whose true label is abnormal, scores them against the
-    true lesion masks, runs cascading re-initialisation and (if ``permuted``) a model
-    trained on permuted labels, and writes ``data/results/hotspot_quality_<tier>.json``
-    with a Markdown table beside it. Backs ``spinenet-lite experiment hotspot_quality``.
+    Trains a model at the tier (unless ``model`` is given) on the training patients, maps
+    the held-out discs whose true label is abnormal, scores them against the true lesions
+    (:mod:`spinenet_lite.metrics.saliency`), renders some of them again without their
+    lesion (the counterfactual test), does the same on new patients of the decorrelated
+    cohort (or the standard one, for a model scored on decorrelated discs), measures the
+    degeneration shortcut, runs cascading re-initialisation and (if
+    ``permuted``) a model trained on permuted labels, and writes
+    ``data/results/hotspot_quality_<tier>.json`` with a Markdown table beside it (layout
+    in the module docstring). Backs ``spinenet-lite experiment hotspot_quality``.
 
     Parameters
     ----------
     tier : str
         ``"ci"``, ``"teaching"`` or ``"paper"`` (:func:`spinenet_lite.config.get_tier`).
     seed : int
-        Seed of the data, training, augmentations and bootstrap.
+        Seed of the data, training, augmentations and bootstrap; the second cohort uses
+        ``seed + 1`` (patients no model saw).
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"`` ...
     data : DiscDataset, optional
-        Defaults to :func:`spinenet_lite.datasets.synthetic.synthetic_dataset` at the tier's size.
+        Default: ``train_cohort``'s synthetic cohort at the tier's size.
     model : SpineNet, optional
         A trained model; trained here if omitted (then ``data`` is split by patient).
     eval_data : DiscDataset, optional
-        Held-out discs to score (e.g. another cohort seed: patients the model never saw);
-        default: the test split of ``data``.
+        Held-out discs to score (e.g. another cohort seed); default: the test split of ``data``.
+        The counterfactual test needs a cache made from a phantom cohort still on disk.
     methods, tasks : sequence of str
-        Subsets of :data:`METHODS` and the binary tasks.
-    max_discs : int, optional
-        Discs scored per task (the tier's default if None).
-    n_aug : int, optional
-        Augmentations (paper) / noisy samples (SmoothGrad) per disc.
+        Subset of :data:`METHODS` (default the tier's: all but occlusion at ``ci``); binary tasks.
+    max_discs, n_aug : int, optional
+        Discs scored per task; augmentations / noisy samples / integration steps per disc.
+    target : str
+        ``"abnormal"`` (every map explains the finding) or ``"predicted"``.
+    train_cohort : str
+        Cohort preset the model is trained on when ``data`` is None (``"standard"`` or
+        ``"decorrelated"``).
+    second_cohort : bool
+        Also score new patients (cohort seed ``seed + 1``) of the other cohort preset:
+        the decorrelated one, or the standard one when the scored discs are decorrelated
+        (``results["cohorts"]``).
+    second_cohort_patients : int, optional
+        Its number of patients (default: the tier's).
     permuted : bool
         Train a second model on permuted labels for the sanity check.
     permuted_epochs : int, optional
-        Epochs of that model (default: a third of the tier's, at least 1: it only has
-        to fit label noise, and it is recorded in the results).
+        Epochs of that model (default: a third of the tier's, at least 1).
     write : bool
         Write the results file.
 
     Returns
     -------
     dict
-        ``{"methods": {method: {task: {"pointing_game", "mass_in_mask", "chance", "auc",
-        "n", "<metric>_ci"}}}, "sanity": {"cascading": ..., "permuted_labels": ...}}``.
+        ``{"methods", "cohorts", "shortcut", "sanity", "scored", "target", "settings"}``.
     """
-    from functools import partial
-
     from ..config import get_tier, resolve_device
     from ..datasets.cache import patient_split
     from ..engine.training import train
-    from ..explain.saliency import hotspots_batch
+    from ..explain.sanity import permuted_label_model
     from ..results import git_commit
     from ..seed import seed_everything
 
     t0 = time.time()
     commit = git_commit()  # the code that runs, read before a run that may outlast a commit
-    if tier not in _TIER_SIZES:
-        raise InputError(f"unknown tier {tier!r}; use one of {', '.join(_TIER_SIZES)}")
-    for m in methods:
-        if m not in METHODS:
-            raise InputError(f"unknown hotspot method {m!r}; use one of {', '.join(METHODS)}")
-    for t in tasks:
-        if t not in BINARY_TASKS:
-            raise InputError(f"hotspot quality needs a binary task (lesion masks); got {t!r}")
-    sizes = _TIER_SIZES[tier]
-    max_discs = sizes["max_discs"] if max_discs is None else int(max_discs)
+    methods = _check_args(tier, methods, tasks, target, train_cohort)
+    sizes = dict(_TIER_SIZES[tier], methods=methods)
+    if max_discs is not None:
+        sizes["max_discs"] = int(max_discs)
+    if second_cohort_patients is not None:
+        sizes["second_cohort_patients"] = int(second_cohort_patients)
     n_aug = sizes["n_aug"] if n_aug is None else int(n_aug)
     seed_everything(seed)
     config = get_tier(tier, device=device)
     dev = resolve_device(device)
     if data is None:
-        from ..datasets.synthetic import synthetic_dataset
-
-        data = synthetic_dataset(config.n_patients, seed, progress=progress)
+        data = _preset_dataset(train_cohort, config.n_patients, seed, progress)
     train_idx, val_idx, test_idx = patient_split(data.patients, seed)
     if model is None:
         model = train(config, data.subset(train_idx), data.subset(val_idx), progress=progress).model
     model = model.to(dev).eval()
+    common = {"methods": methods, "tasks": tasks, "sizes": sizes, "n_aug": n_aug, "seed": seed, "device": dev,
+              "target": target, "progress": progress}
 
     scored = data if eval_data is None else eval_data
     scored_idx = test_idx if eval_data is None else np.arange(len(eval_data))
-    true = np.asarray(scored.true_labels)
-    results: dict[str, Any] = {"methods": {m: {} for m in methods}, "sanity": {},
-                               "scored": {"discs": "test split" if eval_data is None else "eval_data",
-                                          "n_candidate_discs": int(len(scored_idx))}}
-    chosen: dict[str, np.ndarray] = {}
-    rng = np.random.default_rng(seed)
-    for t in tasks:
-        ti = task_index(t)
-        abnormal = np.asarray([i for i in scored_idx if true[i, ti] == 1], dtype=np.int64)
-        nonempty = scored.masks(abnormal, t).reshape(len(abnormal), -1).any(axis=1) if abnormal.size else []
-        cand = abnormal[np.asarray(nonempty, dtype=bool)] if abnormal.size else abnormal
-        if cand.size > max_discs:
-            cand = np.sort(rng.choice(cand, max_discs, replace=False))
-        chosen[t] = cand
-    ref_maps: dict[str, np.ndarray] = {}
-    for m in methods:
-        for t in tasks:
-            idx = chosen[t]
-            if idx.size == 0:
-                results["methods"][m][t] = aggregate([])
-                continue
-            vols = np.stack([scored.volume(i) for i in idx])
-            masks = scored.masks(idx, t)
-            maps = hotspots_batch(model, vols, t, method=m, n_aug=n_aug, seed=seed, device=dev,
-                                  progress=progress)
-            if m == "paper":
-                ref_maps[t] = maps
-            results["methods"][m][t] = score_maps(maps, masks, np.ones(len(idx), dtype=int), seed=seed)
+    per_method, chosen, paper_maps = _score_cohort(model, scored, scored_idx, **common)
+    results: dict[str, Any] = {
+        "methods": per_method, "cohorts": {}, "target": target,
+        "scored": {"discs": "test split" if eval_data is None else "eval_data",
+                   "cohort": _cohort_name(scored), "n_candidate_discs": int(len(scored_idx)),
+                   "train_cohort": train_cohort},
+        "settings": {**{k: list(v) if isinstance(v, tuple) else v for k, v in sizes.items()}, "n_aug": n_aug}}
+    accuracies = {results["scored"]["cohort"]: _accuracy(model, scored, scored_idx, tasks, dev)}
+    if second_cohort and sizes["second_cohort_patients"] > 0:
+        name = "standard" if results["scored"]["cohort"] == "decorrelated" else "decorrelated"
+        other = _preset_dataset(name, sizes["second_cohort_patients"], seed + 1, progress)
+        o_idx = np.arange(len(other))
+        results["cohorts"][name] = {"methods": _score_cohort(model, other, o_idx, **common)[0],
+                                    "n_candidate_discs": int(len(o_idx)), "seed": seed + 1}
+        accuracies[name] = _accuracy(model, other, o_idx, tasks, dev)
+    results["shortcut"] = _shortcut(sizes, seed, tasks, accuracies)
 
-    # Sanity checks on the paper's method.
-    n_s = sizes["sanity_discs"]
-    per_task_rows = {}
-    for t in tasks:
-        idx = chosen[t][:n_s]
-        if idx.size == 0:
-            continue
-        vols = np.stack([scored.volume(i) for i in idx])
-        ref = ref_maps[t][:n_s] if t in ref_maps else None
-        fn = partial(_maps_for, n_aug=n_aug, seed=seed, device=dev)
-        per_task_rows[t] = cascading_randomization(model, vols, t, fn, reference=ref, seed=seed)
-    if per_task_rows:
-        layers = [r["layer"] for r in next(iter(per_task_rows.values()))]
-        mean_rows = [{"layer": name,
-                      "spearman": float(np.mean([rows[k]["spearman"] for rows in per_task_rows.values()])),
-                      "ssim": float(np.mean([rows[k]["ssim"] for rows in per_task_rows.values()]))}
-                     for k, name in enumerate(layers)]
-        results["sanity"]["cascading"] = {
-            "per_task": {t: [{k: r[k] for k in ("layer", "spearman", "ssim")} for r in rows]
-                         for t, rows in per_task_rows.items()},
-            "mean": mean_rows,
-            "n_discs_per_task": int(n_s),
-        }
-    if permuted and per_task_rows:
-        prng = np.random.default_rng(seed + 1)
-        sub = data.subset(train_idx)  # an in-memory copy: permuting its labels leaves `data` alone
-        sub.labels = np.asarray(sub.labels)[prng.permutation(len(sub))]
-        perm_epochs = max(1, config.max_epochs // 3) if permuted_epochs is None else int(permuted_epochs)
-        perm_config = config.replace(max_epochs=perm_epochs)
-        perm_model = train(perm_config, sub, data.subset(val_idx), progress=progress).model.to(dev).eval()
-        sims = []
-        per_task = {}
-        for t in per_task_rows:
-            idx = chosen[t][:n_s]
-            vols = np.stack([scored.volume(i) for i in idx])
-            maps = _maps_for(perm_model, vols, t, n_aug=n_aug, seed=seed, device=dev)
-            s = [map_similarity(ref_maps[t][k], maps[k]) for k in range(len(idx))]
-            masks = scored.masks(idx, t)
-            per_task[t] = {"spearman": float(np.mean([x["spearman"] for x in s])),
-                           "ssim": float(np.mean([x["ssim"] for x in s])),
-                           "pointing_game": score_maps(maps, masks, np.ones(len(idx), dtype=int),
-                                                       seed=seed)["pointing_game"]}
-            sims += s
-        results["sanity"]["permuted_labels"] = {
-            "epochs": perm_epochs,
-            "spearman": float(np.mean([x["spearman"] for x in sims])),
-            "ssim": float(np.mean([x["ssim"] for x in sims])),
-            "per_task": per_task,
-        }
+    perm_epochs = max(1, config.max_epochs // 3) if permuted_epochs is None else int(permuted_epochs)
+    perm_config = config.replace(max_epochs=perm_epochs)
+
+    def perm_fn() -> Any:
+        return permuted_label_model(perm_config, data.subset(train_idx), data.subset(val_idx), seed=seed + 1,
+                                    progress=progress)
+    perm = (perm_fn, perm_epochs) if permuted else None
+    results["sanity"] = _sanity(model, scored, chosen, paper_maps, perm, sizes["sanity_discs"],
+                                _map_fn("paper", n_aug, seed, dev, target), seed)
     if write:
         from ..results import write_results
 
@@ -670,11 +597,4 @@ def run_hotspot_quality(
                       wall_time_s=time.time() - t0, out_dir=out_dir, markdown=markdown_table(results),
                       commit=commit)
     return results
-
-
-def _maps_for(model: Any, vols: np.ndarray, task: str, *, n_aug: int, seed: int, device: Any) -> np.ndarray:
-    from ..explain.saliency import hotspots_batch
-
-    return hotspots_batch(model, vols, task, method="paper", n_aug=n_aug, seed=seed, device=device,
-                          progress=False)
 

@@ -29,6 +29,15 @@ Methods of :func:`hotspots` (all return ``(9, H, W)`` float32 maps ``>= 0``):
     feature map), ReLU'd, bilinearly upsampled to ``H x W`` with
     ``LayerAttribution.interpolate`` and repeated over the 9 slices: the conv feature
     map mixes the slices in the first layer, so Grad-CAM has no per-slice resolution.
+``"integrated_gradients"``
+    Captum's ``IntegratedGradients`` (Sundararajan et al. 2017) from a black (all-zero)
+    baseline, ``n_aug`` steps of the Gauss-Legendre rule, ``|attribution|`` per voxel.
+``"occlusion"``
+    Captum's ``Occlusion`` (Zeiler and Fergus 2014): a zero patch of
+    :data:`OCCLUSION_WINDOW` slid by :data:`OCCLUSION_STRIDE`; each voxel gets the mean drop
+    of the class score over the patches that covered it, negative drops (evidence
+    against the class) set to 0. The patch spans all 9 slices (per-slice patches would
+    need 9 times the forward passes), so, like Grad-CAM, it has no per-slice resolution.
 """
 
 from __future__ import annotations
@@ -41,8 +50,15 @@ import numpy as np
 from ..errors import InputError
 from ..tasks import get_task
 
-HOTSPOT_METHODS: tuple[str, ...] = ("paper", "gradient", "smoothgrad", "gradcam")
+HOTSPOT_METHODS: tuple[str, ...] = ("paper", "gradient", "smoothgrad", "gradcam", "integrated_gradients",
+                                    "occlusion")
 """Names accepted by ``method=``."""
+
+OCCLUSION_WINDOW: tuple[int, int, int] = (9, 16, 16)
+"""Occlusion patch (slices, rows, columns) in voxels."""
+
+OCCLUSION_STRIDE: tuple[int, int, int] = (9, 8, 8)
+"""Step of the occlusion patch (slices, rows, columns) in voxels."""
 
 SMOOTHGRAD_NOISE: float = 0.15
 """Standard deviation of SmoothGrad's noise, in input units (inputs lie in [0, 1])."""
@@ -128,6 +144,39 @@ def predict_classes(model: Any, volumes: Any, task: str, device: Any = None) -> 
     with _EvalMode(model), torch.no_grad():
         s = _scores(model, torch.from_numpy(v).to(dev), task)
     return s.argmax(dim=1).cpu().numpy().astype(np.int64)
+
+
+def predict_proba(model: Any, volumes: Any, task: str, device: Any = None, batch_size: int = 64
+                  ) -> np.ndarray:
+    """Class probabilities (softmax of the scores, no augmentation) per disc.
+
+    Parameters
+    ----------
+    volumes : array_like of float, shape (N, 9, H, W)
+        Disc volumes in [0, 1].
+    task : str
+        A name of :data:`spinenet_lite.tasks.TASK_NAMES`.
+    batch_size : int
+        Discs per forward pass.
+
+    Returns
+    -------
+    ndarray of float64, shape (N, C)
+        Rows sum to 1.
+    """
+    import torch
+
+    _check_task(task)
+    v = _check_volumes(volumes, batched=True)
+    if int(batch_size) < 1:
+        raise InputError(f"batch_size must be at least 1, got {batch_size}")
+    dev = _resolve_device(model, device)
+    out = []
+    with _EvalMode(model), torch.no_grad():
+        for s in range(0, v.shape[0], int(batch_size)):
+            x = torch.from_numpy(v[s:s + int(batch_size)]).to(dev)
+            out.append(torch.softmax(_scores(model, x, task).float(), dim=1).cpu().numpy())
+    return np.concatenate(out).astype(np.float64)
 
 
 def _grad_maps(model: Any, x: Any, task: str, targets: Any) -> Any:
@@ -264,6 +313,24 @@ def _gradcam_maps(model: Any, v: Any, task: str, targets: Any) -> Any:
     return a.clamp_min(0).expand(-1, v.shape[1], -1, -1)
 
 
+def _ig_maps(model: Any, v: Any, task: str, targets: Any, n_steps: int) -> Any:
+    from captum.attr import IntegratedGradients
+
+    ig = IntegratedGradients(lambda x: _scores(model, x, task))
+    a = ig.attribute(v, baselines=0.0, target=targets, n_steps=max(2, n_steps),
+                     internal_batch_size=max(2, n_steps) * v.shape[0])
+    return a.abs()
+
+
+def _occlusion_maps(model: Any, v: Any, task: str, targets: Any) -> Any:
+    from captum.attr import Occlusion
+
+    occ = Occlusion(lambda x: _scores(model, x, task))
+    a = occ.attribute(v, sliding_window_shapes=OCCLUSION_WINDOW, strides=OCCLUSION_STRIDE, baselines=0.0,
+                      target=targets, perturbations_per_eval=64)
+    return a.clamp_min(0)
+
+
 def hotspots_batch(
     model: Any,
     volumes: Any,
@@ -292,7 +359,8 @@ def hotspots_batch(
     method : str
         One of :data:`HOTSPOT_METHODS`.
     n_aug : int
-        Augmentations (``"paper"``) or noisy copies (``"smoothgrad"``) per disc.
+        Augmentations (``"paper"``), noisy copies (``"smoothgrad"``) or integration steps
+        (``"integrated_gradients"``, at least 2) per disc.
     seed : int
         Seed of the augmentations / noise; disc ``i`` of batch ``k`` uses a stream
         derived from ``(seed, k)`` so results do not depend on the device's RNG.
@@ -375,6 +443,10 @@ def hotspots_batch(
                 m = _grad_maps(model, x, task, t)
             elif method == "smoothgrad":
                 m = _smoothgrad_maps(model, x, task, t, int(n_aug), stream)
+            elif method == "integrated_gradients":
+                m = _ig_maps(model, x, task, t, int(n_aug))
+            elif method == "occlusion":
+                m = _occlusion_maps(model, x, task, t)
             else:
                 m = _gradcam_maps(model, x, task, t)
             out[s:e] = m.detach().float().cpu().numpy()
@@ -409,8 +481,8 @@ def hotspots(
     target : int, optional
         Class whose unnormalised score is explained; the predicted class if None.
     method : str
-        ``"paper"`` (augmentation-averaged, the default), ``"gradient"``, ``"smoothgrad"``
-        or ``"gradcam"``; see the module docstring.
+        ``"paper"`` (augmentation-averaged, the default), ``"gradient"``, ``"smoothgrad"``,
+        ``"gradcam"``, ``"integrated_gradients"`` or ``"occlusion"``; see the module docstring.
     n_aug : int
         Augmentations (paper) or noisy samples (SmoothGrad), all in one batch.
     seed : int

@@ -1,4 +1,5 @@
-"""Scores of predictions: per-class accuracy, Lootus's protocol, agreement, bootstrap intervals."""
+"""Scores of predictions (per-class accuracy, Lootus's protocol, agreement, bootstrap intervals),
+of hotspot maps against the true lesions, and of the degeneration shortcut."""
 
 from __future__ import annotations
 
@@ -15,6 +16,25 @@ from .classification import (  # noqa: I001
     per_class_recall,
     task_metrics,
 )
+from .saliency import (  # noqa: I001
+    DELETION_FRACTIONS,
+    POINTING_TOLERANCE_PX,
+    aggregate,
+    chance,
+    deletion_curve,
+    deletion_gap,
+    disc_scores,
+    eligible,
+    lesion_reliance,
+    map_auc,
+    map_similarity,
+    mass_in_mask,
+    pointing_game,
+    score_maps,
+    specificity_chance,
+    task_specificity,
+)
+from .shortcut import SHORTCUT_MIN_GRADE, shortcut_rule, shortcut_rule_accuracy  # noqa: I001
 
 __all__ = [
     "CI",
@@ -28,4 +48,23 @@ __all__ = [
     "per_class_accuracy",
     "per_class_recall",
     "task_metrics",
+    "DELETION_FRACTIONS",
+    "POINTING_TOLERANCE_PX",
+    "aggregate",
+    "chance",
+    "deletion_curve",
+    "deletion_gap",
+    "disc_scores",
+    "eligible",
+    "lesion_reliance",
+    "map_auc",
+    "map_similarity",
+    "mass_in_mask",
+    "pointing_game",
+    "score_maps",
+    "specificity_chance",
+    "task_specificity",
+    "SHORTCUT_MIN_GRADE",
+    "shortcut_rule",
+    "shortcut_rule_accuracy",
 ]

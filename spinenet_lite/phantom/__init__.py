@@ -8,19 +8,24 @@ shapes drawn voxel by voxel (:mod:`.render`) and a varying acquisition
 
 Public surface: :class:`PhantomConfig`, :class:`PhantomStudy`, :func:`synth_patient`,
 :func:`patient_labels`, :func:`sample_labels`, :func:`write_cohort`, :func:`read_cohort`,
-:func:`load_patient`, :class:`Cohort`.
+:func:`load_patient`, :class:`Cohort`; :func:`cohort_config` names the cohort presets
+(``"standard"``, ``"decorrelated"``) and ``synth_patient(..., drop_lesions=...)`` renders the
+counterfactual study without some lesions.
 """
 
 from .cohort import Cohort, load_patient, read_cohort, write_cohort
-from .config import PhantomConfig
+from .config import COHORT_PRESETS, PhantomConfig, cohort_config
 from .pathology import sample_age, sample_labels
 from .raters import read_labels, reading_agreement
-from .study import PhantomStudy, patient_id, patient_labels, synth_patient
+from .study import LESION_TASKS, PhantomStudy, patient_id, patient_labels, synth_patient
 
 __all__ = [
+    "COHORT_PRESETS",
+    "LESION_TASKS",
     "Cohort",
     "PhantomConfig",
     "PhantomStudy",
+    "cohort_config",
     "load_patient",
     "patient_id",
     "patient_labels",

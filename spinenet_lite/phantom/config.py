@@ -213,3 +213,44 @@ class PhantomConfig:
                                 "fov": (270.0, 280.0)}
         base.update(overrides)
         return cls(**base)
+
+    @classmethod
+    def decorrelated(cls, **overrides: Any) -> PhantomConfig:
+        """The default cohort with endplate and marrow labels independent of degeneration.
+
+        ``task_loading`` of the four endplate / marrow tasks is 0, so their labels are
+        independent of the degeneration score, hence of the Pfirrmann grade, the narrowing,
+        the level and the age (and of each other); everything else, the prevalences
+        included, is the default. The degeneration shortcut (``metrics.shortcut``) scores
+        chance here: a model that reads these findings off the disc is caught out.
+        """
+        base: dict[str, Any] = {"task_loading": {**cls().task_loading,
+                                                 **{t: 0.0 for t in _LESION_TASKS}}}
+        base.update(overrides)
+        return cls(**base)
+
+
+# the tasks whose abnormal label draws a lesion (``phantom.study.LESION_TASKS``, which this module
+# cannot import: pathology imports it)
+_LESION_TASKS: tuple[str, ...] = ("upper_endplate", "lower_endplate", "upper_marrow", "lower_marrow")
+
+COHORT_PRESETS: tuple[str, ...] = ("standard", "decorrelated")
+"""Names accepted by :func:`cohort_config`."""
+
+
+def cohort_config(name: str, **overrides: Any) -> PhantomConfig:
+    """The :class:`PhantomConfig` of a named cohort preset.
+
+    Parameters
+    ----------
+    name : str
+        ``"standard"`` (:class:`PhantomConfig` defaults: endplate and marrow findings
+        commoner on degenerate discs) or ``"decorrelated"`` (:meth:`PhantomConfig.decorrelated`).
+    **overrides
+        Any field, e.g. ``pixel_spacing=(1.0, 1.0)``.
+    """
+    if name == "standard":
+        return PhantomConfig(**overrides)
+    if name == "decorrelated":
+        return PhantomConfig.decorrelated(**overrides)
+    raise ConfigError(f"unknown cohort preset {name!r}; use one of {', '.join(COHORT_PRESETS)}")

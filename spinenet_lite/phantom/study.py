@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,12 +14,15 @@ from ..tasks import LEVELS, N_CLASSES, TASK_NAMES
 from .acquisition import apply_acquisition, sample_acquisition
 from .anatomy import FIRST, build_spine, place_spine, sizes_mm
 from .config import PhantomConfig
-from .pathology import sample_age, sample_labels, sample_lesions
+from .pathology import ENDPLATE_TASKS, MARROW_TASKS, sample_age, sample_labels, sample_lesions
 from .raters import read_labels
 from .render import render
 
 VERSION = 1
 """Version of the generator; bumped whenever the same (seed, index) would change."""
+
+LESION_TASKS: tuple[str, ...] = ENDPLATE_TASKS + MARROW_TASKS
+"""Tasks whose abnormal label draws a lesion (``drop_lesions`` can remove it)."""
 
 
 @dataclass
@@ -116,8 +120,36 @@ def _check_true(true_labels: np.ndarray) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+def _check_drop(drop_lesions: Sequence[tuple[str, int | str]], true: np.ndarray) -> list[tuple[int, int]]:
+    """``(task column, level index)`` of every lesion to leave out; each must be a true lesion."""
+    out = []
+    for item in drop_lesions:
+        try:
+            task, level = item
+        except (TypeError, ValueError):
+            raise InputError(f"drop_lesions takes (task, level) pairs, e.g. ('upper_endplate', 'L4-L5'); "
+                             f"got {item!r}") from None
+        if task not in LESION_TASKS:
+            raise InputError(f"drop_lesions: {task!r} draws no lesion; use one of {', '.join(LESION_TASKS)}")
+        if isinstance(level, str):
+            if level not in LEVELS:
+                raise InputError(f"drop_lesions: unknown level {level!r}; use one of {', '.join(LEVELS)}")
+            level = LEVELS.index(level)
+        if (isinstance(level, bool) or not isinstance(level, (int, np.integer))
+                or not 0 <= level < len(LEVELS)):
+            raise InputError(f"drop_lesions: level must be 0..{len(LEVELS) - 1} or a level name; "
+                             f"got {level!r}")
+        t = TASK_NAMES.index(task)
+        if true[level, t] != 1:
+            raise InputError(f"drop_lesions: {task} at {LEVELS[level]} is not a true lesion of this patient "
+                             "(its true label is not abnormal); nothing to remove")
+        out.append((t, int(level)))
+    return out
+
+
 def synth_patient(index: int, seed: int, config: PhantomConfig | None = None, *,
-                  true_labels: np.ndarray | None = None) -> PhantomStudy:
+                  true_labels: np.ndarray | None = None,
+                  drop_lesions: Sequence[tuple[str, int | str]] = ()) -> PhantomStudy:
     """Generate synthetic patient ``index`` of the cohort ``seed``.
 
     Parameters
@@ -131,6 +163,15 @@ def synth_patient(index: int, seed: int, config: PhantomConfig | None = None, *,
     true_labels : ndarray, shape (6, T), int, optional
         Force the true labels (e.g. to show one example of every grade); the readings
         are then drawn from them. Default: drawn from the config's prevalences.
+    drop_lesions : sequence of (str, int or str)
+        Counterfactual studies: ``(task, level)`` pairs (level index or name such as
+        ``"L4-L5"``) of true endplate / marrow lesions to leave out of the image. Every
+        random draw is made as without them (anatomy, the other lesions' shapes, textures,
+        bias field, noise), so the study is the same voxel for voxel except where the
+        dropped lesion was drawn (its mask and an edge of about one pixel around it, widened
+        by the scanner's 0.6-pixel blur). The dropped lesion's true label becomes normal
+        (0) and its mask is empty; the readings (``observed``, ``reread``) stay those of the
+        full study and ``meta["dropped_lesions"]`` lists the pairs as ``[task, level name]``.
 
     Returns
     -------
@@ -155,6 +196,12 @@ def synth_patient(index: int, seed: int, config: PhantomConfig | None = None, *,
     acq.fov_ap = max(acq.fov_ap, need_ap)
     half = np.array([b.half_width for b in spine.bodies[FIRST:FIRST + len(LEVELS) + 1]])
     lesions = sample_lesions(rng, config, true, acq.slice_z, half)
+    dropped = _check_drop(drop_lesions, true)
+    if dropped:
+        lesions = [les for les in lesions if (les.task, les.level) not in dropped]
+        true = true.copy()
+        for t, level in dropped:
+            true[level, t] = 0
     clean, masks, corners = render(spine, acq, lesions, config, rng)
     volume = apply_acquisition(clean, acq, rng)
     del clean
@@ -182,5 +229,7 @@ def synth_patient(index: int, seed: int, config: PhantomConfig | None = None, *,
         "fov_mm": [acq.fov, acq.fov_ap], "snr": acq.snr, "bias_amplitude": acq.bias_amplitude,
         "scanner_scale": acq.scale, "slice_z_mm": acq.slice_z.round(3).tolist(),
     }
+    if dropped:
+        meta["dropped_lesions"] = [[TASK_NAMES[t], LEVELS[level]] for t, level in dropped]
     return PhantomStudy(scan=scan, corners=corners, lesions=masks,
                         labels={"true": true, "observed": observed, "reread": reread}, meta=meta)
