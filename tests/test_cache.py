@@ -122,7 +122,6 @@ def test_patient_split():
 
 @pytest.mark.slow
 def test_synthetic_dataset_end_to_end(tmp_path):
-    pytest.importorskip("spinenet_lite.phantom")
     from spinenet_lite.datasets.cache import extract_cohort
     from spinenet_lite.datasets.synthetic import synthetic_dataset
     from spinenet_lite.phantom import load_patient, read_cohort

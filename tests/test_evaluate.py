@@ -104,7 +104,7 @@ def test_predict_rejects_bad_input():
 
 
 def test_predict_real_tta_views_and_model():
-    augment = pytest.importorskip("spinenet_lite.nn.augment")
+    from spinenet_lite.nn import augment
     from spinenet_lite.nn.model import SpineNet
 
     torch.manual_seed(0)

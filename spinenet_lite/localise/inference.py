@@ -53,7 +53,7 @@ def default_weights_path() -> Path:
     env = os.environ.get("SPINENET_LOCALISER_WEIGHTS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "data" / "weights" / "localiser.pt"
+    return Path(__file__).resolve().parents[2] / "data" / "weights" / "localiser.pt"
 
 
 @dataclass
