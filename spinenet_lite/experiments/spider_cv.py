@@ -730,7 +730,7 @@ def cross_validate(
         pred_centre = np.full(discs.labels.shape, MISSING, np.int16)
         per_fold = []
         for k, test in enumerate(folds):
-            p, p_centre, secs = results[(recipe, k)]
+            p, p_centre, _secs = results[(recipe, k)]
             pred[test] = p
             if p_centre is not None:
                 pred_centre[test] = p_centre

@@ -234,12 +234,6 @@ def _paper_average(g: Any, t: Any, n_aug: int) -> Any:
     return torch.where(seen > 0.5, back / seen.clamp_min(1e-6), torch.zeros_like(back))
 
 
-def _paper_maps(model: Any, v: Any, task: str, targets: Any, n_aug: int, generator: Any) -> Any:
-    """Augmentation-averaged maps for discs ``v (D,9,H,W)``: all D x n_aug views in one batch."""
-    xa, t = _paper_views(v, n_aug, generator)
-    return _paper_average(_grad_maps(model, xa, task, targets.repeat_interleave(n_aug)), t, n_aug)
-
-
 def _smoothgrad_maps(model: Any, v: Any, task: str, targets: Any, n_aug: int, seed: int) -> Any:
     import torch
     from captum.attr import NoiseTunnel, Saliency
