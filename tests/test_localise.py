@@ -184,6 +184,15 @@ def test_split_is_patient_level_and_fixed():
         split_patients(ids[:5])
 
 
+def test_split_reproduces_the_committed_localiser_split(spider_dir):
+    """The split of the shipped localiser's results is what :func:`split_patients` makes today."""
+    from spinenet_lite.extract.landmarks import space_patients
+    from spinenet_lite.results import read_results
+
+    rec = read_results("localiser", "teaching")
+    assert split_patients(space_patients(spider_dir), rec["config"]["split_seed"]) == rec["results"]["split"]
+
+
 def test_score_study_counts_and_errors():
     truth = np.full((7, 2, 4, 2), np.nan, np.float32)
     for k, b in enumerate(_boxes()):

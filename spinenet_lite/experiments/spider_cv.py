@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ..datasets.cache import patient_folds
 from ..datasets.spider import (
     default_spider_dir,
     labels_from_gradings,
@@ -605,23 +606,6 @@ SPIDER_TIERS: dict[str, dict[str, Any]] = {
 from-scratch and fine-tuning recipes."""
 
 
-def patient_folds(patients: Sequence[str] | np.ndarray, n_folds: int, seed: int) -> list[np.ndarray]:
-    """Patient-level folds: disc indices of each fold, every patient in exactly one fold.
-
-    Returns
-    -------
-    list of ndarray of int64
-        ``n_folds`` index arrays (sorted) partitioning ``range(len(patients))``.
-    """
-    p = np.asarray(patients).astype(str)
-    uniq = np.unique(p)
-    if not 2 <= n_folds <= len(uniq):
-        raise InputError(f"{n_folds} folds need between 2 and {len(uniq)} (the number of patients) folds")
-    order = np.random.default_rng(seed).permutation(uniq)
-    groups = np.array_split(order, n_folds)
-    return [np.sort(np.nonzero(np.isin(p, g))[0]) for g in groups]
-
-
 def _config(tier: str, overrides: Mapping[str, Any], seed: int) -> Any:
     from ..config import get_tier
 
@@ -850,7 +834,6 @@ __all__ = [
     "grades_table",
     "markdown_table",
     "out_of_fold",
-    "patient_folds",
     "save_weights",
     "score",
     "single_slice",

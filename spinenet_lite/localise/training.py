@@ -29,6 +29,7 @@ import torch
 from skimage.draw import polygon2mask
 from torch.nn import functional as F
 
+from ..datasets.cache import patient_folds
 from ..errors import InputError
 from ..tasks import LEVELS
 from .inference import WORK_SPACING_MM, disc_centres, localise, to_work_grid
@@ -82,17 +83,18 @@ def split_patients(patients: list[str], seed: int = 0, n_val: int = 4,
                    n_test: int = 6) -> dict[str, list[str]]:
     """Patient-level split ``{"train", "val", "test"}`` (each list sorted numerically).
 
-    The patients are sorted, permuted with ``numpy.random.default_rng(seed)``, and the first
-    ``n_test`` go to test, the next ``n_val`` to validation, the rest to training.
+    The patients, sorted numerically, in the seeded order of
+    :func:`spinenet_lite.datasets.patient_folds` (one patient a fold): the first ``n_test`` go to
+    test, the next ``n_val`` to validation, the rest to training.
     """
-    ids = sorted(set(patients), key=lambda s: (len(s), s))
-    if len(ids) < n_val + n_test + 1:
-        raise InputError(f"need at least {n_val + n_test + 1} patients to split; got {len(ids)}")
-    order = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
-
     def key(s: str) -> tuple[int, str]:
         return (len(s), s)
 
+    ids = sorted(set(patients), key=key)
+    if len(ids) < n_val + n_test + 1:
+        raise InputError(f"need at least {n_val + n_test + 1} patients to split; got {len(ids)}")
+    rank = [f"{i:09d}" for i in range(len(ids))]  # ranks sort as ids do: the shuffle starts from that order
+    order = [ids[int(fold[0])] for fold in patient_folds(rank, len(ids), seed)]
     return {"train": sorted(order[n_test + n_val:], key=key),
             "val": sorted(order[n_test:n_test + n_val], key=key),
             "test": sorted(order[:n_test], key=key)}
