@@ -275,24 +275,38 @@ def get_tier(name: str, **overrides: Any) -> TrainConfig:
     return TIERS[name].replace(**overrides)
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """Turn ``"auto"`` / ``"cpu"`` / ``"cuda[:N]"`` into a :class:`torch.device`.
+def resolve_device(device: str | torch.device | None = "auto", model: torch.nn.Module | None = None
+                   ) -> torch.device:
+    """The one device resolver: ``"auto"`` / ``"cpu"`` / ``"cuda[:N]"`` / ``"mps"`` / a
+    :class:`torch.device` / None into a :class:`torch.device`.
 
-    ``"auto"`` picks CUDA when available, else CPU. Asking for CUDA on a machine
-    without it raises :class:`ConfigError`.
+    Parameters
+    ----------
+    device : str, torch.device or None
+        ``"auto"`` picks CUDA when available, else CPU; with ``model`` given, ``"auto"`` and None
+        mean the device of the model's parameters (CPU for a model without parameters).
+    model : torch.nn.Module, optional
+        The model the device is for.
+
+    Raises
+    ------
+    ConfigError
+        An unknown device, or CUDA / MPS asked for on a machine without it.
     """
     import torch
 
-    if device == "auto":
+    if model is not None and (device is None or device == "auto"):
+        return next((p.device for p in model.parameters()), torch.device("cpu"))
+    if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
         raise ConfigError(f'unknown device {device!r}; use "auto", "cpu" or "cuda"') from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f'device {device!r} asked for but CUDA is not available; '
+        raise ConfigError(f'device {str(device)!r} asked for but CUDA is not available; '
                           'use device="cpu" or "auto"')
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f'device {device!r} asked for but MPS is not available; '
+        raise ConfigError(f'device {str(device)!r} asked for but MPS is not available; '
                           'use device="cpu" or "auto"')
     return dev

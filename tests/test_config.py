@@ -102,3 +102,14 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             resolve_device("cuda")
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            resolve_device(torch.device("cuda"))
+
+
+def test_resolve_device_of_a_model():
+    """None / "auto" with a model: the model's device; a torch.device passes through."""
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    assert resolve_device(None, torch.nn.Linear(2, 2)) == torch.device("cpu")
+    assert resolve_device("auto", torch.nn.Identity()) == torch.device("cpu")  # no parameters
+    assert resolve_device("cpu", torch.nn.Linear(2, 2)) == torch.device("cpu")
+    assert resolve_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -50,6 +50,7 @@ from .checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from .evaluation import run_model
 
 __all__ = ["TrainResult", "build_model", "class_recalls", "evaluate_loss_accuracy", "input_mean",
            "predict_logits", "train"]
@@ -195,11 +196,11 @@ def _nanmean(values: Sequence[float]) -> float:
 
 
 # ----------------------------------------------------------------------------- evaluation
-@torch.no_grad()
 def predict_logits(model: nn.Module, volumes: Any, *, batch_size: int = 128,
                    device: torch.device | str | None = None, bf16: bool = True,
                    channels_last: bool = True) -> dict[str, torch.Tensor]:
-    """Logits of ``model`` for every volume, one plain forward pass each (no TTA).
+    """Logits of ``model`` for every volume, one plain forward pass each (no TTA):
+    :func:`spinenet_lite.engine.evaluation.run_model` with bf16 and channels-last on CUDA.
 
     Parameters
     ----------
@@ -216,22 +217,8 @@ def predict_logits(model: nn.Module, volumes: Any, *, batch_size: int = 128,
     -------
     dict of str to Tensor (N, C_t) float32 on the CPU
     """
-    was_training = model.training
-    model.eval()
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
-    cuda = dev.type == "cuda"
-    out: dict[str, list[torch.Tensor]] = {t: [] for t in TASK_NAMES}
-    n = volumes.shape[0]
-    for s in range(0, n, batch_size):
-        x = _to_float(_gather(volumes, np.arange(s, min(n, s + batch_size))), dev)
-        if cuda and channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and bf16):
-            logits = model(x)
-        for t in TASK_NAMES:
-            out[t].append(logits[t].float().cpu())
-    model.train(was_training)
-    return {t: torch.cat(v) for t, v in out.items()}
+    return run_model(model, volumes, probabilities=False, batch_size=batch_size, device=device, bf16=bf16,
+                     channels_last=channels_last)
 
 
 def evaluate_loss_accuracy(model: nn.Module, data: Any, *,

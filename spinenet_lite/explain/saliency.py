@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from ..config import resolve_device
+from ..engine.evaluation import run_model
 from ..errors import InputError
 from ..tasks import get_task
 
@@ -75,17 +77,6 @@ def _check_volumes(volumes: Any, batched: bool) -> np.ndarray:
     return v
 
 
-def _resolve_device(model: Any, device: Any) -> Any:
-    import torch
-
-    if device is None or device == "auto":
-        try:
-            return next(model.parameters()).device
-        except StopIteration:
-            return torch.device("cpu")
-    return torch.device(device)
-
-
 class _EvalMode:
     """Context: model in eval mode (dropout off) on a device; restores training flag."""
 
@@ -120,14 +111,12 @@ def predict_classes(model: Any, volumes: Any, task: str, device: Any = None) -> 
     -------
     ndarray of int64, shape (N,)
     """
-    import torch
-
     _check_task(task)
     v = _check_volumes(volumes, batched=True)
-    dev = _resolve_device(model, device)
-    with _EvalMode(model), torch.no_grad():
-        s = _scores(model, torch.from_numpy(v).to(dev), task)
-    return s.argmax(dim=1).cpu().numpy().astype(np.int64)
+    # all discs in one forward pass, as the hotspots' targets were always computed
+    s = run_model(model, v, probabilities=False, batch_size=len(v), device=resolve_device(device, model),
+                  tasks=(task,))[task]
+    return s.argmax(dim=1).numpy().astype(np.int64)
 
 
 def _grad_maps(model: Any, x: Any, task: str, targets: Any) -> Any:
@@ -326,7 +315,7 @@ def hotspots_batch(
     limit = 0 if views_per_pass is None else int(views_per_pass)
     v = _check_volumes(volumes, batched=True)
     n_classes = get_task(task).n_classes
-    dev = _resolve_device(model, device)
+    dev = resolve_device(device, model)
     model.to(dev)
     if targets is None:
         tg = predict_classes(model, v, task, dev)
