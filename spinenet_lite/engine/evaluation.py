@@ -22,6 +22,7 @@ import numpy as np
 from ..config import resolve_device
 from ..errors import InputError
 from ..metrics import classification as metrics
+from ..results import markdown_table
 from ..tasks import MISSING, N_CLASSES, PAPER_INTRA_RATER, PAPER_LOOTUS, PAPER_TABLE2, TASK_NAMES, TASKS
 
 __all__ = ["EvalResult", "evaluate", "predict", "predict_labels", "paper_reference", "run_model"]
@@ -330,33 +331,23 @@ class EvalResult:
         def pct(v: Any) -> str:
             return "n/a" if v is None or not np.isfinite(v) else f"{100 * v:.1f}"
 
-        lines = [
-            f"Average per-class accuracy (%) on {self.n_discs} discs of {self.n_patients} patients"
-            f" ({'54-view TTA' if self.tta else 'no TTA'}).",
-            "",
-            "| Task | Ours | n | Label-noise ceiling | Intra-rater (ours) | Paper (conv5) "
-            "| Paper intra-rater |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        for task in TASKS:
-            t = task.name
-            lines.append(
-                f"| {task.title} | {pct(self.tasks[t]['per_class_accuracy'])} | {self.tasks[t]['n']} "
-                f"| {pct((self.ceiling or {}).get(t))} | {pct((self.intra_rater or {}).get(t))} "
-                f"| {pct(self.paper['per_class_accuracy'][t])} | {pct(self.paper['intra_rater'][t])} |"
-            )
-        lines += [
-            "",
-            "Lootus's protocol (%): Pfirrmann correct within one grade; narrowing normal / abnormal.",
-            "",
-            "| Protocol | Ours | Label-noise ceiling | Paper: Lootus et al. | Paper: SpineNet |",
-            "| --- | ---: | ---: | ---: | ---: |",
-        ]
-        for k, v in self.lootus.items():
-            ref = self.paper["lootus"][k]
-            lines.append(f"| {k} | {pct(v)} | {pct((self.ceiling_lootus or {}).get(k))} "
-                         f"| {pct(ref['previous'])} | {pct(ref['spinenet'])} |")
-        return "\n".join(lines) + "\n"
+        tasks = markdown_table(
+            ["Task", "Ours", "n", "Label-noise ceiling", "Intra-rater (ours)", "Paper (conv5)",
+             "Paper intra-rater"],
+            [[task.title, pct(self.tasks[task.name]["per_class_accuracy"]), self.tasks[task.name]["n"],
+              pct((self.ceiling or {}).get(task.name)), pct((self.intra_rater or {}).get(task.name)),
+              pct(self.paper["per_class_accuracy"][task.name]), pct(self.paper["intra_rater"][task.name])]
+             for task in TASKS],
+            align="-rrrrrr")
+        lootus = markdown_table(
+            ["Protocol", "Ours", "Label-noise ceiling", "Paper: Lootus et al.", "Paper: SpineNet"],
+            [[k, pct(v), pct((self.ceiling_lootus or {}).get(k)), pct(self.paper["lootus"][k]["previous"]),
+              pct(self.paper["lootus"][k]["spinenet"])] for k, v in self.lootus.items()],
+            align="-rrrr")
+        return (f"Average per-class accuracy (%) on {self.n_discs} discs of {self.n_patients} patients"
+                f" ({'54-view TTA' if self.tta else 'no TTA'}).\n\n" + tasks + "\n"
+                "Lootus's protocol (%): Pfirrmann correct within one grade; narrowing normal / abnormal.\n\n"
+                + lootus)
 
 
 class _Rows:

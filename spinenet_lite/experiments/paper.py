@@ -28,6 +28,7 @@ import numpy as np
 
 from ..engine.evaluation import EvalResult, evaluate
 from ..errors import ConfigError
+from ..results import markdown_table
 from ..tasks import BRANCH_POINTS, PAPER_INTRA_RATER, PAPER_LOOTUS, PAPER_TABLE2, TASK_NAMES, TASKS
 
 __all__ = [
@@ -327,9 +328,8 @@ def _fmt(v: Any) -> str:
 
 
 def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "| --- " + "| ---: " * (len(header) - 1) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    """:func:`spinenet_lite.results.markdown_table`, the first column left, the numbers right."""
+    return markdown_table(header, rows, align="-" + "r" * (len(header) - 1))
 
 
 def _task_table(columns: Mapping[str, Mapping[str, Any] | None]) -> str:

@@ -48,6 +48,7 @@ from ..datasets.spider import (
 from ..errors import InputError, LandmarkError, WeightsError
 from ..io.scan import Scan
 from ..metrics import classification as metrics
+from ..results import markdown_table as _markdown_table
 from ..results import repo_root
 from ..tasks import LEVELS, MISSING, TASK_NAMES
 
@@ -791,8 +792,6 @@ def markdown_table(cv: Mapping[str, Any]) -> str:
     for key in ("pfirrmann_within_1", "narrowing_binary"):
         vals = [cv["recipes"][r][c]["lootus"][key] for r, c in columns]
         rows.append([f"Lootus {key}", *map(fmt, vals), fmt(paper.get(key)), fmt(goals.get(key))])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
     note = (f"\nPooled out-of-fold average per-class accuracy (%), {cv['n_folds']}-fold patient-level "
             f"cross-validation, {cv['n_discs']} discs of {cv['n_patients']} patients, "
             f"{'54-view TTA' if cv['tta'] else 'no test-time augmentation (centre view)'}"
@@ -804,7 +803,7 @@ def markdown_table(cv: Mapping[str, Any]) -> str:
             + ("; the slice copied into all nine positions" if cv.get("pad") == "replicate" else "")
             + ("; mid-sagittal PNGs, discs found by the localiser" if cv.get("source") == "midsag" else "")
             + ".\n")
-    return "\n".join(lines) + "\n" + note
+    return _markdown_table(head, rows) + note
 
 
 def _paper_numbers() -> dict[str, float]:

@@ -31,6 +31,7 @@ from torch.nn import functional as F
 
 from ..datasets.cache import patient_folds
 from ..errors import InputError
+from ..results import markdown_table
 from ..tasks import LEVELS
 from .inference import WORK_SPACING_MM, disc_centres, localise, to_work_grid
 from .net import LocaliserNet
@@ -497,21 +498,20 @@ def _sha256(path: Path) -> str:
 
 
 def _markdown(results: dict[str, Any]) -> str:
-    lines = ["# Vertebra localiser (teaching weights)", "",
-             f"Weights `{results['weights']}` sha256 `{results['sha256']}`, "
-             f"made by `{results['command']}`.", "",
-             "| test set | slices | true discs | found | found within 3 mm | level accuracy "
-             "| median error (mm) | p90 (mm) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = []
     for name in ("spider", "phantom"):
         for sl in ("mid_slice", "all_slices"):
             r = results.get("test", {}).get(name, {}).get(sl)
-            if not r:
-                continue
-            lines.append(f"| {name} ({r['n_studies']} studies) | {sl.replace('_', ' ')} | {r['n_true']} | "
-                         f"{r['found']:.1%} | {r['found_within_3mm']:.1%} | {r['level_accuracy']:.1%} | "
-                         f"{r['centre_error_mm_median']:.2f} | {r['centre_error_mm_p90']:.2f} |")
-    return "\n".join(lines) + "\n"
+            if r:
+                rows.append([f"{name} ({r['n_studies']} studies)", sl.replace("_", " "), r["n_true"],
+                             f"{r['found']:.1%}", f"{r['found_within_3mm']:.1%}",
+                             f"{r['level_accuracy']:.1%}", f"{r['centre_error_mm_median']:.2f}",
+                             f"{r['centre_error_mm_p90']:.2f}"])
+    header = ["test set", "slices", "true discs", "found", "found within 3 mm", "level accuracy",
+              "median error (mm)", "p90 (mm)"]
+    return ("# Vertebra localiser (teaching weights)\n\n"
+            f"Weights `{results['weights']}` sha256 `{results['sha256']}`, "
+            f"made by `{results['command']}`.\n\n" + markdown_table(header, rows))
 
 
 def run_training(out: str | os.PathLike, config: LocaliserTrainConfig | None = None, *, seed: int = 0,
