@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import TIER_TABLE
 from ..datasets.cache import patient_folds
 from ..datasets.spider import (
     default_spider_dir,
@@ -589,22 +590,10 @@ def out_of_fold(cv: Mapping[str, Any], patient: str,
 
 
 # --------------------------------------------------------- cross-validation
-SPIDER_TIERS: dict[str, dict[str, Any]] = {
-    # seconds: two folds, one epoch, centre view only
-    "ci": {"n_folds": 2, "tta": False, "scratch": {"width": 0.125, "max_epochs": 1, "batch_size": 16},
-           "finetune": {"max_epochs": 1, "batch_size": 16, "lr": 1e-3}},
-    # ~7 CPU minutes on 2 workers for the whole 5-fold run of the three recipes (one thread each);
-    # centre view only: 54 views x 178 discs x 3 recipes would cost more than the training.
-    # (6 scratch / 3 fine-tuning epochs, the first sizes, left every recipe at chance.)
-    "teaching": {"n_folds": 5, "tta": False,
-                 "scratch": {"width": 0.125, "max_epochs": 20, "batch_size": 8, "lr": 1e-2},
-                 "finetune": {"max_epochs": 10, "batch_size": 8, "lr": 2e-3}},
-    "paper": {"n_folds": 5, "tta": True,
-              "scratch": {"width": 1.0, "max_epochs": 200, "batch_size": 64, "lr": 1e-2},
-              "finetune": {"max_epochs": 60, "batch_size": 64, "lr": 1e-3}},
-}
+SPIDER_TIERS: dict[str, dict[str, Any]] = {name: t["spider_cv"] for name, t in TIER_TABLE.items()}
 """Per tier: folds, TTA, and the :class:`~spinenet_lite.config.TrainConfig` overrides of the
-from-scratch and fine-tuning recipes."""
+from-scratch and fine-tuning recipes: the ``spider_cv`` column of
+:data:`spinenet_lite.config.TIER_TABLE`, where each tier's sizes are explained."""
 
 
 def _config(tier: str, overrides: Mapping[str, Any], seed: int) -> Any:
