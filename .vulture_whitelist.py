@@ -10,63 +10,16 @@ code belongs deleted, not listed here.
 # ruff: noqa
 _ = object()
 
-# pydicom data elements written by io.dicom's series writer (attributes of a pydicom Dataset)
+# pydicom data elements set as attributes by io.dicom.write (the rest go through a dict)
 _.MediaStorageSOPClassUID
 _.MediaStorageSOPInstanceUID
 _.ImplementationClassUID
-_.SpecificCharacterSet
-_.ImageType
-_.SOPClassUID
 _.SOPInstanceUID
-_.ContentDate
-_.SeriesDate
-_.StudyDate
-_.ContentTime
-_.SeriesTime
-_.StudyTime
-_.AccessionNumber
-_.Modality
-_.Manufacturer
-_.ReferringPhysicianName
-_.StudyDescription
-_.SeriesDescription
-_.PatientName
-_.PatientID
-_.PatientBirthDate
-_.PatientSex
-_.BodyPartExamined
-_.ScanningSequence
-_.SequenceVariant
-_.ScanOptions
-_.MRAcquisitionType
-_.SliceThickness
-_.SpacingBetweenSlices
-_.StudyInstanceUID
-_.SeriesInstanceUID
-_.StudyID
-_.SeriesNumber
 _.InstanceNumber
 _.ImagePositionPatient
-_.ImageOrientationPatient
-_.FrameOfReferenceUID
-_.PositionReferenceIndicator
 _.SliceLocation
-_.SamplesPerPixel
-_.PhotometricInterpretation
-_.Rows
-_.Columns
-_.PixelSpacing
-_.BitsAllocated
-_.BitsStored
-_.HighBit
-_.PixelRepresentation
-_.WindowCenter
-_.WindowWidth
-_.RescaleIntercept
-_.RescaleSlope
-_.RescaleType
-_.is_implicit_VR
-_.is_little_endian
+_.is_implicit_VR  # pydicom 2.x only
+_.is_little_endian  # pydicom 2.x only
 
 # attributes set on library objects
 _.benchmark  # torch.backends.cudnn.benchmark (seed.seed_everything)
