@@ -42,6 +42,7 @@ study_index  # viz.data.Example
 
 # public API used by the tests and the book's chapters (not by the package itself)
 N_TTA_VIEWS  # engine.evaluation (tests/test_evaluate.py)
+CACHE_ENV  # datasets.spider_release, an alias of paths.CACHE_DIR_ENV (tests/test_spider_release.py)
 _.load_yaml  # config.TrainConfig (tests/test_config.py, tests/test_train.py)
 _.geometry_of  # datasets.cache.DiscDataset (book/06_hotspots.ipynb, tests/test_cache.py)
 _.has  # experiments.paper chapter results (book/05_evaluation.ipynb)

@@ -20,19 +20,28 @@ from typing import Any
 
 import numpy as np
 
-RESULTS_DIR_ENV = "SPINENET_RESULTS_DIR"
+from .paths import RESULTS_DIR_ENV, checkout_root, is_checkout, results_dir
+
+__all__ = [
+    "COMMIT_ENV",
+    "RESULTS_DIR_ENV",
+    "git_commit",
+    "machine_description",
+    "read_results",
+    "repo_root",
+    "results_dir",
+    "to_jsonable",
+    "write_results",
+]
 
 
 def repo_root() -> Path:
-    """The repository root (the folder holding ``pyproject.toml``) or the cwd."""
-    here = Path(__file__).resolve().parent.parent
-    return here if (here / "pyproject.toml").exists() else Path.cwd()
+    """The checkout the package runs from (the folder holding ``pyproject.toml``), else the cwd.
 
-
-def results_dir() -> Path:
-    """``$SPINENET_RESULTS_DIR`` or ``<repo>/data/results``."""
-    env = os.environ.get(RESULTS_DIR_ENV)
-    return Path(env) if env else repo_root() / "data" / "results"
+    :func:`spinenet_lite.paths.results_dir` says where results go (``./results`` outside a checkout).
+    """
+    root = checkout_root()
+    return root if root is not None else Path.cwd()
 
 
 COMMIT_ENV = "SPINENET_GIT_COMMIT"
@@ -44,11 +53,14 @@ def git_commit() -> str:
     """The current git commit (with ``-dirty`` if the tree has changes).
 
     ``$SPINENET_GIT_COMMIT`` when set (a copy of the tree whose own ``.git``, if any, may
-    be stale); else git's answer; else ``"unknown"``.
+    be stale); else git's answer in the checkout; else ``"unknown"`` (no git, or an installed
+    copy of the package, which is no checkout).
     """
     if os.environ.get(COMMIT_ENV):
         return os.environ[COMMIT_ENV]
     root = repo_root()
+    if not is_checkout(root):  # an installed copy: the working folder's git (if any) is not ours
+        return "unknown"
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()

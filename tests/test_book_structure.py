@@ -12,6 +12,7 @@ either as ``##`` headings or, for Overview / Prerequisites, as bold lead-ins
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -191,26 +192,40 @@ def test_data_page_credits_spider_and_its_licence():
         assert word in text
 
 
-def test_launch_buttons_are_configured():
-    launch = CONFIG["launch_buttons"]
-    assert launch.get("binderhub_url", "").startswith("https://")
-    assert launch.get("colab_url", "").startswith("https://colab.research.google.com")
-    assert CONFIG["repository"]["url"].startswith("https://github.com/")
+def _build_module():
+    """``book/build.py``, the book's build script (a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("book_build", BOOK / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_repository_url_is_one_setting_and_never_a_placeholder():
+    build = _build_module()
+    url = build.repository_url(CONFIG)
+    assert url == "" or url.startswith("https://"), url
+    for path in CHAPTERS:
+        text = path.read_text(encoding="utf-8")
+        assert "REPLACE-WITH-OWNER" not in text and "%pip install" not in text, (
+            f"{path.name}: install cells come from book/build.py and the repository url, not the chapter")
+    unset = build.site_config({**CONFIG, "repository": {"url": ""}})
+    assert "launch_buttons" not in unset and "repository" not in unset
+    assert unset["execute"]["execute_notebooks"] == "off"
+    repo = "https://github.com/someone/spinenet_lite"
+    setting = build.site_config({**CONFIG, "repository": {"url": repo}})
+    assert setting["launch_buttons"]["colab_url"].startswith("https://colab.research.google.com")
+    cell = build.install_cell(repo)
+    assert "import spinenet_lite" in cell.source and "except ImportError" in cell.source
+    assert f"git+{repo}" in cell.source and "%pip install" in cell.source
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
-def test_first_code_cell_installs_the_package_outside_the_repository(path):
+def test_parameters_cell_comes_first_then_the_imports(path):
     nb = nbformat.read(path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    first = code[0].source
-    url = CONFIG["repository"]["url"]
-    assert "import spinenet_lite" in first and "except ImportError" in first, (
-        f"{path.name}: the first code cell should try `import spinenet_lite` and install on ImportError")
-    assert "%pip install" in first and f"git+{url}" in first, (
-        f"{path.name}: the install cell should `%pip install` from {url} (the repository url of _config.yml)")
-    assert "parameters" not in code[0].metadata.get("tags", [])
     params = [i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", [])]
-    assert params and params[0] + 1 < len(code), f"{path.name}: no code cell after the parameters cell"
+    assert params and params[0] == 0, f"{path.name}: the parameters cell should be the first code cell"
+    assert params[0] + 1 < len(code), f"{path.name}: no code cell after the parameters cell"
     after = code[params[0] + 1].source
     assert after.startswith("%matplotlib inline"), (
         f"{path.name}: the cell after the parameters cell should start with %matplotlib inline")

@@ -1,12 +1,16 @@
 """Results files carry their provenance."""
 
 import json
+import math
+import re
 
+import nbformat
 import numpy as np
 import pytest
 
+from spinenet_lite import tasks
 from spinenet_lite.errors import InputError
-from spinenet_lite.results import read_results, to_jsonable, write_results
+from spinenet_lite.results import read_results, repo_root, to_jsonable, write_results
 
 
 def test_write_results_records_provenance(tmp_path):
@@ -95,3 +99,64 @@ def test_markdown_table_is_the_one_writer():
         markdown_table(["a", "b"], [], align="rrr")
     with pytest.raises(ValueError, match="cells"):
         markdown_table(["a", "b"], [[1]])
+
+
+# ------------------------------------------------------------------------- provenance of quoted numbers
+PERCENT = re.compile(r"(?<![\w.])(\d{1,3}(?:\.\d)?)\s?%")
+
+
+def _backed_percentages() -> set[float]:
+    """Every number of every committed results file (data/results, benchmarks/results) and of the
+    paper's reference constants, as a percentage rounded to one decimal (and as itself)."""
+    found: set[float] = set()
+
+    def walk(obj) -> None:
+        if isinstance(obj, dict):
+            for v in obj.values():
+                walk(v)
+        elif isinstance(obj, (list, tuple)):
+            for v in obj:
+                walk(v)
+        elif isinstance(obj, (int, float)) and not isinstance(obj, bool) and math.isfinite(obj):
+            found.update({round(100 * obj, 1), round(float(obj), 1)})
+
+    root = repo_root()
+    for folder in ("data/results", "benchmarks/results"):
+        for path in sorted((root / folder).glob("*.json")):
+            walk(json.loads(path.read_text(encoding="utf-8")))
+    for name in dir(tasks):
+        if name.startswith("PAPER"):
+            walk(getattr(tasks, name))
+    return found
+
+
+def _prose_documents() -> dict[str, str]:
+    """The README, the weights and results READMEs, and the Markdown cells of every chapter."""
+    root = repo_root()
+    docs = {name: (root / name).read_text(encoding="utf-8")
+            for name in ("README.md", "data/weights/README.md", "data/results/README.md")}
+    for path in sorted((root / "book").glob("[0-9][0-9]_*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        docs[f"book/{path.name}"] = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    return docs
+
+
+def test_every_percentage_in_the_prose_comes_from_a_results_file():
+    """A percentage quoted in the README, the weights / results READMEs or a chapter's prose must be
+    a number of some committed results file (or of the paper's constants in ``tasks``). Loose by
+    design (any file may back it), it still catches a number typed by hand or left over from a run
+    whose file was replaced."""
+    backed = _backed_percentages()
+    unbacked = {doc: sorted({m.group(0) for m in PERCENT.finditer(text)
+                             if round(float(m.group(1)), 1) not in backed})
+                for doc, text in _prose_documents().items()}
+    unbacked = {doc: nums for doc, nums in unbacked.items() if nums}
+    assert not unbacked, f"percentages with no results file behind them: {unbacked}"
+
+
+def test_the_provenance_check_catches_an_invented_number():
+    backed = _backed_percentages()
+    assert 71.2 in backed                      # the paper's conv5 Pfirrmann
+    assert round(100 * read_results("grader_test", "teaching")["results"]["per_class_accuracy"]["pfirrmann"],
+                 1) in backed
+    assert 12.3456 not in backed and 99.9 not in backed

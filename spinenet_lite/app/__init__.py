@@ -15,6 +15,12 @@ from .inputs import (  # noqa: I001
     load_input,
     slab_thickness,
 )
+from .maps import (  # noqa: I001
+    HOTSPOT_DIR,
+    map_filename,
+    scan_map,
+    write_maps,
+)
 from .pipeline import (  # noqa: I001
     HOTSPOT_AUGMENTATIONS,
     HOTSPOT_VIEWS_PER_PASS,
@@ -57,6 +63,10 @@ __all__ = [
     "HOTSPOT_VIEWS_PER_PASS",
     "MIN_VERTEBRAE",
     "predict",
+    "HOTSPOT_DIR",
+    "map_filename",
+    "scan_map",
+    "write_maps",
     "DEMO_LABELS",
     "compare_table",
     "demo_study",

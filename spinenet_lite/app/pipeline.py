@@ -18,7 +18,9 @@ file), a 3D image file (``.mha``, ``.nii.gz`` ...) or a 2D image with its pixel 
    paper's augmentation-averaged saliency) of every *finding*: a binary task predicted
    abnormal, Pfirrmann grade III or worse, narrowing moderate or worse;
 6. writes ``grades.csv``, ``grades.json``, ``report.html`` (one self-contained file, see
-   :mod:`spinenet_lite.app.report`) and the figures as PNG files into ``out_dir``.
+   :mod:`spinenet_lite.app.report`) and the figures as PNG files into ``out_dir``; with
+   ``save_maps``, every finding's hotspot as a ``.nii.gz`` volume in the input series' own
+   geometry (:mod:`spinenet_lite.app.maps`), listed in ``grades.json``.
 
 Nothing under the input path is written to: ``out_dir`` may not lie inside it.
 """
@@ -128,6 +130,7 @@ def predict(
     seed: int = 0,
     pad: str | None = None,
     slab_mm: float | None = None,
+    save_maps: bool = False,
 ) -> Prediction:
     """Grade one study and write its report.
 
@@ -174,6 +177,11 @@ def predict(
         Average the scan's slices into slabs this thick (mm) before cutting the disc
         volumes; 0: never. Default: :data:`SLAB_MM` for thin-slice series
         (:func:`slab_thickness`).
+    save_maps : bool
+        Also write every finding's hotspot as a float32 volume in the input series' geometry
+        (same grid, spacing, origin and direction) to ``out_dir/hotspots/<level>_<task>.nii.gz``
+        (:func:`spinenet_lite.app.maps.write_maps`), listed under ``hotspot_maps`` in
+        ``grades.json``. Off by default: it costs time. Needs ``out_dir`` and ``hotspots``.
 
     Returns
     -------
@@ -188,8 +196,6 @@ def predict(
     WeightsError
         Missing, corrupt or wrong-kind weights.
     """
-    from tqdm.auto import tqdm
-
     from .. import __version__
     from ..config import resolve_device
     from ..engine.evaluation import predict as tta_predict
@@ -197,11 +203,17 @@ def predict(
     from ..engine.weights import load_grader
     from ..explain.saliency import hotspots_batch
     from ..extract.discs import check_pad_mode, extract_discs, pad_missing_slices
+    from ..progress import tqdm
 
     if int(n_aug) < 1:
         raise InputError(f"n_aug must be a positive number of augmentations; got {n_aug}")
     if pad is not None:
         check_pad_mode(pad)
+    if save_maps and not hotspots:
+        raise InputError("save_maps writes the hotspot maps, so it needs hotspots: drop --no-hotspots "
+                         "(hotspots=False) or --save-maps")
+    if save_maps and out_dir is None:
+        raise InputError("save_maps writes files, so it needs an output folder (out_dir)")
     timings: dict[str, float] = {}
     cpu: dict[str, float] = {}
     clock: list[float] = []
@@ -302,6 +314,12 @@ def predict(
 
             pred.files.update(write_report(pred, out))
         stop("report")
+        if save_maps:
+            from .maps import write_maps
+
+            start()
+            write_maps(pred, out)
+            stop("save_maps")
         pred.files.update(write_grades(pred, out))
     return pred
 

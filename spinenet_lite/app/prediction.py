@@ -65,7 +65,7 @@ class Prediction:
         ``spinenet_lite.__version__``.
     timings : dict of str to float
         Wall-clock seconds spent in ``load``, ``localise``, ``extract``, ``tta``, ``hotspots``,
-        ``report``.
+        ``report`` (and ``save_maps`` when the hotspot volumes were written).
     cpu_timings : dict of str to float
         CPU seconds of this process (all threads) in the same steps: on a busy machine the
         better measure of the work done.
@@ -73,7 +73,12 @@ class Prediction:
         Warnings for the reader (skipped discs, the grader and padding chosen for the study, ...).
     files : dict of str to Path
         The files written (``grades_csv``, ``grades_json``, ``report``, ``overview``,
-        ``disc_<level>``).
+        ``disc_<level>``, ``map_<level>_<task>``).
+    saved_maps : dict
+        ``{(level, task): {"file": "hotspots/<level>_<task>.nii.gz", "raw_max": float}}``: the
+        hotspot volumes written (``save_maps``, :func:`spinenet_lite.app.maps.write_maps`),
+        relative to the output folder, with the scale of each (its values times ``raw_max``
+        are the map's own units); empty when none were.
     pad : {"zero", "replicate"}
         How slice positions the scan does not cover were filled.
     slab_mm : float or None
@@ -94,6 +99,7 @@ class Prediction:
     cpu_timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
+    saved_maps: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     pad: str = "zero"
     slab_mm: float | None = None
 
@@ -158,6 +164,7 @@ class Prediction:
             "hotspot_method": "paper",
             "levels": levels,
             "findings": [{"level": lv, "task": t} for lv, t in self.findings()],
+            "hotspot_maps": [{"level": lv, "task": t, **entry} for (lv, t), entry in self.saved_maps.items()],
             "notes": list(self.notes),
             "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
             "cpu_timings_s": {k: round(v, 3) for k, v in self.cpu_timings.items()},
@@ -169,7 +176,13 @@ def write_grades(pred: Prediction, out_dir: str | os.PathLike) -> dict[str, Path
 
     ``grades.csv`` has one row per level ``T12-L1 ... L5-S1`` with columns ``level``,
     ``graded``, then per task ``<task>`` (class name) and ``<task>_prob``, then
-    ``weights``, ``weights_sha256`` and ``spinenet_lite_version``.
+    ``weights``, ``weights_sha256`` and ``spinenet_lite_version``. ``grades.json`` is
+    :meth:`Prediction.to_dict`: besides the grades, ``findings`` (``level``, ``task``) and
+    ``hotspot_maps``, one entry per hotspot volume written by ``save_maps``
+    (:func:`spinenet_lite.app.maps.write_maps`): ``level``, ``task``, ``file`` (relative to
+    ``out_dir``, e.g. ``hotspots/L4-L5_lower_endplate.nii.gz``, float32 in the input series'
+    geometry, scaled to a maximum of 1) and ``raw_max`` (the scale: the map's own maximum); empty
+    without ``save_maps``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, type=Path, help="disc cache folder (`extract-cohort`)")
     p.add_argument("--split", default="test", choices=SPLITS,
                    help="patient-level 80:10:10 split to score (default: test)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the patient split (default 0)")
+    p.add_argument("--split-seed", "--seed", dest="seed", type=int, default=0,
+                   help="seed of the patient split, as `train --split-seed` (default 0)")
     p.add_argument("--out", type=Path, default=None,
                    help="results JSON to write (a Markdown table is written beside it)")
     p.add_argument("--no-tta", action="store_true", help="score the centre view only")

@@ -32,7 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help='"auto" (default), "cpu" or "cuda"')
     p.add_argument("--seed", type=int, default=0, help="seed of cohort, split and models (default 0)")
     p.add_argument("--out-dir", type=Path, default=None,
-                   help="results folder (default data/results or $SPINENET_RESULTS_DIR)")
+                   help="results folder (default: $SPINENET_RESULTS_DIR, else data/results of a checkout, "
+                        "else ./results)")
+    p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                   help="where synthetic cohorts and disc caches are made (default: data/ of a checkout, "
+                        "else the user cache; $SPINENET_DATA_DIR)")
     p.add_argument("--patients", type=int, default=None,
                    help="override the tier's number of patients (not for hotspot_quality)")
     p.add_argument("--max-epochs", type=int, default=None,
@@ -54,7 +58,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Handler of ``spinenet-lite experiment``."""
+    """Handler of ``spinenet-lite experiment``: :func:`_run` with ``--data-dir`` as the data root."""
+    from ..paths import use_data_dir
+
+    with use_data_dir(args.data_dir):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
 
     if args.name == "hotspot_quality":

@@ -46,6 +46,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "slabs for a thin-slice series, slices under 2 mm apart, else none)")
     p.add_argument("--hotspot-aug", type=int, default=32, metavar="N",
                    help="augmentations averaged per hotspot map (default 32; fewer is faster and noisier)")
+    p.add_argument("--save-maps", action="store_true",
+                   help="also write every finding's hotspot as a float32 volume in the input series' "
+                        "geometry (same grid, spacing, origin, direction; opens as an overlay in 3D "
+                        "Slicer or ITK-SNAP): DIR/hotspots/<level>_<task>.nii.gz, listed in grades.json "
+                        "(off by default: it costs time)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=_guard(run_predict))
 
@@ -106,6 +111,11 @@ def _print_summary(pred, out: Path) -> None:
     t = pred.timings
     print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in t.items()))
     print(f"report: {out / 'report.html'} (self-contained; opens in a browser without network)")
+    if pred.saved_maps:
+        from ..app import HOTSPOT_DIR
+
+        print(f"hotspot volumes: {len(pred.saved_maps)} in {out / HOTSPOT_DIR} (.nii.gz in the scan's "
+              "geometry, listed in grades.json)")
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -120,7 +130,7 @@ def run_predict(args: argparse.Namespace) -> int:
     pred = predict(args.path, args.out, weights=args.weights, localiser=args.localiser, device=args.device,
                    hotspots=not args.no_hotspots, spacing_mm=spacing, series_uid=args.series,
                    progress=not args.no_progress, n_aug=args.hotspot_aug, pad=args.pad,
-                   slab_mm=args.slab_mm)
+                   slab_mm=args.slab_mm, save_maps=args.save_maps)
     _print_summary(pred, Path(args.out))
     return 0
 

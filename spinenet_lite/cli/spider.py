@@ -1,4 +1,4 @@
-"""``spinenet-lite evaluate-spider`` and ``spinenet-lite experiment-spider``: real SPIDER scans."""
+"""``spinenet-lite evaluate-spider``, ``experiment-spider`` and ``spider-derive``: real SPIDER scans."""
 
 from __future__ import annotations
 
@@ -70,6 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--workers", type=int, default=1, help="processes for the (recipe, fold) jobs")
     q.add_argument("--cache-dir", type=Path, default=None, help="disc cache folder (default data/cache)")
     q.set_defaults(func=run_experiment)
+    _register_derive(subparsers)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -95,8 +96,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_experiment(args: argparse.Namespace) -> int:
     """Handler of ``spinenet-lite experiment-spider``."""
-    import hashlib
-
+    from ..engine.weights import sha256_file
     from ..experiments.spider_cv import (
         RECIPES,
         SPIDER_TIERS,
@@ -137,13 +137,13 @@ def run_experiment(args: argparse.Namespace) -> int:
         from ..experiments.spider_cv import synthetic_weights
 
         syn = Path(args.synthetic) if args.synthetic is not None else synthetic_weights()
-        cv["synthetic"] = {"path": str(syn), "sha256": hashlib.sha256(syn.read_bytes()).hexdigest()}
+        cv["synthetic"] = {"path": str(syn), "sha256": sha256_file(syn)}
     if args.save_weights is not None:
         model = fit(best, discs, tier=args.tier, seed=args.seed, synthetic=args.synthetic,
                     single_slice_copies=mixed)
         path = save_weights(model, args.save_weights, {"recipe": best, "tier": args.tier, "seed": args.seed,
                                                        "source": args.source, "n_discs": len(discs)})
-        cv["weights"] = {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        cv["weights"] = {"path": str(path), "sha256": sha256_file(path),
                          "recipe": best,
                          "command": f"spinenet-lite experiment-spider --tier {args.tier} --source "
                                     f"{args.source} --slices {args.slices} --pad {args.pad} "
@@ -169,3 +169,42 @@ def _mean_score(pooled: dict) -> float:
     """Mean of the scored tasks' per-class accuracies and the two Lootus numbers."""
     vals = [v["per_class_accuracy"] for v in pooled["tasks"].values()] + list(pooled["lootus"].values())
     return float(sum(vals) / len(vals))
+
+
+def _register_derive(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``spider-derive`` sub-command."""
+    d = subparsers.add_parser(
+        "spider-derive",
+        help="derive the chapters' SPIDER folder (PNGs, masks, CSVs) from the original .mha release",
+        description=(
+            "Write the folder the chapters read (t2_midsag/, t2_space/images and masks/, "
+            "radiological_gradings.csv, overview.csv; training subset only) from the original SPIDER "
+            "release (Zenodo record 10159290, CC BY 4.0) unpacked in RELEASE_DIR. Then point the "
+            "chapters at it: export SPINENET_SPIDER_DIR=OUT_DIR."
+        ),
+    )
+    d.add_argument("release_dir", type=Path, help="the unpacked release (images/, masks/, the two CSV files)")
+    d.add_argument("out_dir", type=Path, help="the folder to write (new or empty)")
+    d.add_argument("--download", action="store_true",
+                   help="first download (several GB, hash-checked, cached) and unpack the release into "
+                        "RELEASE_DIR when it is not there yet")
+    d.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT_DIR")
+    d.set_defaults(func=run_derive)
+
+
+def run_derive(args: argparse.Namespace) -> int:
+    """Handler of ``spinenet-lite spider-derive``."""
+    from ..datasets.spider_derive import check_release, derive_subset
+    from ..datasets.spider_release import fetch_release
+
+    if args.download:
+        try:
+            check_release(args.release_dir)
+        except InputError:
+            fetch_release(args.release_dir)
+    start = time.perf_counter()
+    out = derive_subset(args.release_dir, args.out_dir, overwrite=args.overwrite)
+    print(f"{out} in {time.perf_counter() - start:.0f} s")
+    for line in out.skipped:
+        print(f"skipped {line}")
+    return 0

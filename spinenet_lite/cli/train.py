@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "export-weights",
         help="write a compact (float16, no optimiser state) copy of a checkpoint for shipping",
         description="Keep what inference needs from a training checkpoint (best.pt), store the weights "
-                    "as float16, and print the sha256 to record in spinenet_lite/weights.py.",
+                    "as float16, and print the sha256 to record in spinenet_lite/engine/weights.py.",
     )
     e.add_argument("checkpoint", type=Path, help="best.pt or last.pt written by `spinenet-lite train`")
     e.add_argument("out", type=Path, help="the file to write, e.g. data/weights/spinenet_synthetic.pt")
@@ -31,9 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train SpineNet (checkpoints, history, resume)",
         description="Train SpineNet at a tier. Without --data a synthetic cohort of the tier's size is "
-                    "generated (cached) and split 80:10:10 by patient. The run goes to --out "
-                    "(default data/runs/<tier>_<branch>_s<seed>/): last.pt, best.pt, history.csv/json, "
-                    "config.yaml and summary.json (test per-class accuracy per task).",
+                    "generated (cached under --data-dir) and split 80:10:10 by patient with --split-seed. "
+                    "The run goes to --out (default data/runs/<tier>_<branch>_s<seed>/ in a checkout, "
+                    "./runs/... elsewhere): last.pt, best.pt, history.csv/json, config.yaml and "
+                    "summary.json (test per-class accuracy per task; the model and split seeds).",
     )
     p.add_argument("--tier", choices=TIER_NAMES, default="teaching",
                    help="size of the run (default teaching)")
@@ -51,20 +52,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, metavar="B")
     p.add_argument("--lr", type=float, metavar="LR")
     p.add_argument("--device", metavar="D", help='"auto" (default), "cpu", "cuda"')
-    p.add_argument("--seed", type=int, metavar="S", help="training seed (and patient split)")
+    p.add_argument("--seed", type=int, metavar="S",
+                   help="model seed: initial weights, batch order, augmentation, dropout "
+                        "(default: the tier's)")
+    p.add_argument("--split-seed", type=int, default=0, metavar="S",
+                   help="seed of the 80:10:10 patient split (default 0; `evaluate --seed` takes the same)")
     p.add_argument("--cohort-seed", type=int, default=0, metavar="S",
                    help="seed of the synthetic cohort (default 0)")
+    p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                   help="where the synthetic cohort and its disc cache are made (default: data/ of a "
+                        "checkout, else the user cache; $SPINENET_DATA_DIR)")
     p.add_argument("--no-class-balance", action="store_true", help="plain (unweighted) loss")
     p.add_argument("--no-augment", action="store_true", help="no training augmentation")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
-def default_run_dir(tier: str, branch_point: str, seed: int) -> Path:
-    """``<repo>/data/runs/<tier>_<branch>_s<seed>``."""
-    from ..results import repo_root
+def default_run_dir(tier: str, branch_point: str, seed: int, split_seed: int = 0) -> Path:
+    """``<runs>/<tier>_<branch>_s<seed>`` (``..._split<k>`` for split seed ``k != 0``).
 
-    return repo_root() / "data" / "runs" / f"{tier}_{branch_point}_s{seed}"
+    ``<runs>`` is :func:`spinenet_lite.paths.runs_dir`: ``data/runs`` of a checkout, else ``./runs``.
+    """
+    from ..paths import runs_dir
+
+    suffix = f"_split{split_seed}" if split_seed else ""
+    return runs_dir() / f"{tier}_{branch_point}_s{seed}{suffix}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.patients is not None and args.patients < 1:
         raise InputError(f"--patients must be a positive number of patients, got {args.patients}")
+    if args.split_seed < 0:
+        raise InputError(f"--split-seed must be a non-negative integer, got {args.split_seed}")
     overrides: dict[str, Any] = {
         "n_patients": args.patients, "max_epochs": args.max_epochs, "width": args.width,
         "branch_point": args.branch_point, "batch_size": args.batch_size, "lr": args.lr,
@@ -95,20 +109,24 @@ def run(args: argparse.Namespace) -> int:
     else:
         from ..datasets.synthetic import synthetic_dataset
 
-        data = synthetic_dataset(config.n_patients, seed=args.cohort_seed)
+        data = synthetic_dataset(config.n_patients, seed=args.cohort_seed, root=args.data_dir)
         source = f"synthetic:{config.n_patients}:seed{args.cohort_seed}"
-    tr_idx, va_idx, te_idx = patient_split(np.asarray(data.patients), seed=config.seed)
+    tr_idx, va_idx, te_idx = patient_split(np.asarray(data.patients), seed=args.split_seed)
     if len(tr_idx) == 0:
         raise InputError(f"{source} has too few patients for a train split; give more (--patients)")
     train_ds = data.subset(tr_idx)
     val_ds = data.subset(va_idx) if len(va_idx) else None
     test_ds = data.subset(te_idx) if len(te_idx) else None
 
-    out = args.out if args.out is not None else default_run_dir(config.tier, config.branch_point, config.seed)
-    result = train(config, train_ds, val_ds, out_dir=out, resume=args.resume, progress=not args.quiet)
+    out = args.out if args.out is not None else default_run_dir(config.tier, config.branch_point, config.seed,
+                                                                args.split_seed)
+    meta = {"split_seed": args.split_seed}
+    result = train(config, train_ds, val_ds, out_dir=out, resume=args.resume, progress=not args.quiet,
+                   meta=meta)
 
     summary: dict[str, Any] = {
-        "tier": config.tier, "data": source, "commit": git_commit(), "device": result.device,
+        "tier": config.tier, "data": source, "seed": config.seed, "split_seed": args.split_seed,
+        "commit": git_commit(), "device": result.device,
         "machine": machine_description(), "wall_time_s": round(result.wall_time_s, 2),
         "best_epoch": result.best_epoch, "epochs": len(result.history),
         "n_discs": {"train": len(tr_idx), "val": len(va_idx), "test": len(te_idx)},

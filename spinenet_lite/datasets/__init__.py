@@ -23,6 +23,13 @@ from .spider import (  # noqa: I001
     read_overview,
     spider_available,
 )
+from .spider_derive import (  # noqa: I001
+    DerivedSubset,
+    check_release,
+    derive_subset,
+    series_to_uint8,
+    space_slices,
+)
 from .spider_release import (  # noqa: I001
     cache_dir,
     fetch_file,
@@ -68,4 +75,9 @@ __all__ = [
     "read_mask",
     "mask_groups",
     "read_series",
+    "DerivedSubset",
+    "check_release",
+    "derive_subset",
+    "space_slices",
+    "series_to_uint8",
 ]

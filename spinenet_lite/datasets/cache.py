@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..errors import InputError
 from ..extract.discs import N_SLICES, VOLUME_SIZE, DiscGeometry
+from ..progress import tqdm
 from ..tasks import LEVELS, MISSING, TASK_NAMES, task_index
 
 CACHE_FORMAT = "spinenet_lite.disc_cache/1"
@@ -341,7 +341,8 @@ def patient_split(patients: Sequence[str] | np.ndarray, seed: int,
     patients : sequence of str, shape (N,)
         Patient id of every disc.
     seed : int
-        Seed of the shuffle of the (sorted) unique patient ids.
+        Seed of the shuffle of the (sorted) unique patient ids: the split seed
+        (``spinenet-lite train --split-seed``), apart from the model's seed.
     fractions : three floats summing to 1
 
     Returns

@@ -25,7 +25,7 @@ columns anterior -> posterior (ARCHITECTURE.md), whatever the file's own directi
 
 Download: :func:`fetch_release` downloads the archives on request only, through
 :mod:`pooch` (hash-checked, cached). The cache folder is ``$SPINENET_CACHE_DIR/spider``
-(default: pooch's per-user cache). Nothing is downloaded on import or in the tests.
+(default: the per-user cache of :mod:`spinenet_lite.paths`). Nothing is downloaded on import or in the tests.
 The SHA-256 of ``images.zip`` and ``masks.zip`` are those published with the
 ``torch_em`` SPIDER loader; the CSV files' hashes are not known here: they are
 downloaded unverified unless you pass ``registry=`` with a pinned hash.
@@ -43,9 +43,10 @@ import numpy as np
 from ..errors import CorruptFileError, InputError
 from ..extract.landmarks import SPIDER_CANAL, SPIDER_DISC, SPIDER_VERTEBRA
 from ..io.scan import Scan
+from ..paths import CACHE_DIR_ENV, user_cache_dir
 
-CACHE_ENV = "SPINENET_CACHE_DIR"
-"""Environment variable naming the download cache root (``<root>/spider`` is used)."""
+CACHE_ENV = CACHE_DIR_ENV
+"""Environment variable naming the user cache root (``<root>/spider`` is used): ``SPINENET_CACHE_DIR``."""
 
 ZENODO_RECORD = "10159290"
 _BASE = f"https://zenodo.org/records/{ZENODO_RECORD}/files"
@@ -68,15 +69,14 @@ DISC_LABEL_MIN = 200
 
 
 def cache_dir(path: str | os.PathLike | None = None) -> Path:
-    """Download cache folder: ``path``, else ``$SPINENET_CACHE_DIR/spider``, else pooch's default."""
+    """Download cache folder: ``path``, else ``<user cache>/spider``.
+
+    The user cache is :func:`spinenet_lite.paths.user_cache_dir`: ``$SPINENET_CACHE_DIR``, else
+    the platform's user cache folder for ``spinenet_lite`` (pooch's default too).
+    """
     if path is not None:
         return Path(path)
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env) / "spider"
-    import pooch
-
-    return Path(pooch.os_cache("spinenet_lite")) / "spider"
+    return user_cache_dir() / "spider"
 
 
 def _copy_local(url: str, output_file, _pooch_obj) -> None:  # pooch's downloader signature

@@ -7,7 +7,9 @@ disc cache (:mod:`spinenet_lite.datasets.cache`) if that is not there yet, and o
     <root>/cohorts/syn_s{seed}_n{n}/   the phantom cohort (DICOM + truth)
     <root>/cache/syn_s{seed}_n{n}/     the disc cache (memory-mapped .npy)
 
-``root`` is ``$SPINENET_DATA_DIR`` or ``<repo>/data``.
+``root`` is ``$SPINENET_DATA_DIR``, else ``<checkout>/data`` when the package runs from its
+source tree, else ``<user cache>/data`` (:func:`spinenet_lite.paths.data_root`): never inside an
+installed package.
 """
 
 from __future__ import annotations
@@ -16,19 +18,17 @@ import os
 import shutil
 from pathlib import Path
 
+from .. import paths
 from ..errors import InputError
-from ..results import repo_root
+from ..paths import DATA_DIR_ENV
 from .cache import DiscDataset, extract_cohort, load_cache
 
-DATA_DIR_ENV = "SPINENET_DATA_DIR"
+__all__ = ["DATA_DIR_ENV", "data_root", "dataset_name", "synthetic_dataset"]
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """``root``, else ``$SPINENET_DATA_DIR``, else ``<repo>/data``."""
-    if root is not None:
-        return Path(root)
-    env = os.environ.get(DATA_DIR_ENV)
-    return Path(env) if env else repo_root() / "data"
+    """``root``, else ``$SPINENET_DATA_DIR``, else ``<checkout>/data``, else ``<user cache>/data``."""
+    return paths.data_root(root)
 
 
 def dataset_name(n_patients: int, seed: int) -> str:

@@ -122,7 +122,8 @@ def run_model(
     dict of str to Tensor (N, C_t) float32 on the CPU
     """
     import torch
-    from tqdm.auto import tqdm
+
+    from ..progress import tqdm
 
     if int(batch_size) < 1:
         raise InputError(f"batch_size must be a positive integer, got {batch_size}")

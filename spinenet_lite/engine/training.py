@@ -28,7 +28,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,6 +173,7 @@ def train(
     progress: bool = True,
     callbacks: Sequence[Callback] | None = None,
     model: nn.Module | None = None,
+    meta: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Train a SpineNet on ``train_data``, validating on ``val_data`` every epoch.
 
@@ -204,6 +205,11 @@ def train(
     model : nn.Module, optional
         A network to train instead of ``SpineNet(config.branch_point, config.width,
         config.dropout)`` (must return ``{task: logits}`` and have ``set_input_mean``).
+    meta : mapping, optional
+        Facts about the data recorded in every checkpoint as ``meta`` (kept by
+        :func:`~spinenet_lite.engine.checkpoint.export_weights`), e.g. ``{"split_seed": 0}``
+        for the patient split made by ``spinenet-lite train``. Resuming a run whose
+        checkpoint recorded another value for one of these keys is refused.
 
     Returns
     -------
@@ -216,7 +222,7 @@ def train(
     ConfigError
         ``resume`` without ``out_dir``, or a checkpoint from a different architecture / seed.
     """
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"config must be a TrainConfig (see spinenet_lite.config.get_tier), "
@@ -225,6 +231,7 @@ def train(
         raise ConfigError("resume=True needs out_dir (the folder of the interrupted run)")
     t_start = time.perf_counter()
     run = _prepare(config, train_data, val_data, out_dir, model)
+    run.meta = dict(meta) if meta else None
     if resume and run.paths["last"].exists():
         _resume(run)
     if run.out is not None and run.is_main:
@@ -277,6 +284,7 @@ class _Run:
     best_score: float | None = None
     start_epoch: int = 0
     best_state: dict[str, torch.Tensor] | None = None
+    meta: dict[str, Any] | None = None
 
     @property
     def is_main(self) -> bool:
@@ -345,6 +353,12 @@ def _resume(run: _Run) -> None:
             raise ConfigError(f"cannot resume {run.paths['last']}: it was trained with {key}={old[key]!r}, "
                               f"the config says {getattr(config, key)!r}; "
                               f"use the same value or a new out_dir")
+    old_meta = state.get("meta") or {}
+    for key, value in (run.meta or {}).items():
+        if key in old_meta and old_meta[key] != to_jsonable(value):
+            raise ConfigError(f"cannot resume {run.paths['last']}: it was trained with "
+                              f"{key}={old_meta[key]!r}, this run has {value!r}; use the same value "
+                              f"or a new out_dir")
     run.net.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
@@ -388,9 +402,8 @@ def _train_epoch(run: _Run, epoch: int, show: bool) -> tuple[float, int, dict[st
     conf_dev : dict of str to Tensor
         Running confusion counts per task on the device (:func:`_count_confusion`).
     """
-    from tqdm.auto import tqdm
-
     from ..nn.losses import multitask_loss
+    from ..progress import tqdm
 
     config, device = run.config, run.device
     if config.train_augment:
@@ -503,6 +516,8 @@ def _checkpoint_state(run: _Run, epoch: int, full: bool) -> dict[str, Any]:
         "history": to_jsonable(run.history),
         "commit": git_commit(),
     }
+    if run.meta:
+        st["meta"] = to_jsonable(run.meta)
     if full:
         st["optimizer"] = run.optimizer.state_dict()
         st["scheduler"] = run.scheduler.state_dict()

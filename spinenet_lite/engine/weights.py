@@ -1,11 +1,21 @@
 """The registry of shipped weights: which files exist, what they are, and their checked loading.
 
-Shipped weights live in ``data/weights/`` of the repository (or the folder named by the
-environment variable ``SPINENET_WEIGHTS_DIR``). Each :class:`WeightsEntry` records the file
-name, its kind (``"grader"``: a :class:`~spinenet_lite.nn.model.SpineNet` checkpoint written by
+Each :class:`WeightsEntry` records the file name, its kind (``"grader"``: a
+:class:`~spinenet_lite.nn.model.SpineNet` checkpoint written by
 :func:`spinenet_lite.engine.training.train`; ``"localiser"``: the vertebra-corner localiser of
 :mod:`spinenet_lite.localise.inference`), its SHA-256 and a description. ``data/weights/README.md``
 says how each file was made.
+
+A registry name is resolved in this order (:func:`resolve_weights`):
+
+1. ``$SPINENET_WEIGHTS_DIR`` when it is set: the only folder looked in (and downloaded to);
+2. else ``data/weights/`` of the checkout, when the package runs from its source tree;
+3. else the user cache, ``<user cache>/weights`` (:func:`spinenet_lite.paths.weights_dirs`);
+4. else a download of ``<base URL>/<file name>`` with :func:`pooch.retrieve` into the
+   folder of 1 or 3, refused unless its SHA-256 is the registry's. The base URL is
+   ``$SPINENET_WEIGHTS_URL``, else :data:`WEIGHTS_BASE_URL`, which is unset: the project
+   publishes no weights release yet, so an installed copy needs the environment variable,
+   ``SPINENET_WEIGHTS_DIR`` or a clone of the repository.
 
 Every load checks the file's SHA-256 against the registry **before** the bytes are handed
 to ``torch.load(weights_only=True)``, and unpickles exactly the bytes that were hashed. A
@@ -13,8 +23,9 @@ file given by path (not a registry name) is checked against a ``<file>.sha256`` 
 when there is one; its hash is recorded in every output either way.
 
 Problems raise :class:`~spinenet_lite.errors.WeightsError` with what is wrong and what to
-do: a missing file, a file whose hash differs (corrupt or replaced), a file torch cannot
-read, or a file of the wrong kind (a localiser given as a grader, or the other way round).
+do: a missing file, a failed or refused download, a file whose hash differs (corrupt or
+replaced), a file torch cannot read, or a file of the wrong kind (a localiser given as a
+grader, or the other way round).
 """
 
 from __future__ import annotations
@@ -23,11 +34,15 @@ import hashlib
 import io
 import os
 import pickle
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pooch
+
+from .. import paths
 from ..errors import WeightsError
 
 __all__ = [
@@ -36,14 +51,18 @@ __all__ = [
     "ONE_SLICE_GRADER",
     "REAL_GRADER",
     "REGISTRY",
+    "WEIGHTS_BASE_URL",
+    "WEIGHTS_URL_ENV",
     "ResolvedWeights",
     "WeightsEntry",
     "load_grader",
     "load_localiser",
     "resolve_weights",
     "sha256_file",
+    "shipped_path",
     "verify_weights",
     "weights_dir",
+    "weights_url",
 ]
 
 KINDS: tuple[str, ...] = ("grader", "localiser")
@@ -61,7 +80,8 @@ class WeightsEntry:
     name : str
         Registry name (e.g. ``"spinenet_synthetic"``).
     filename : str
-        File name inside :func:`weights_dir`.
+        File name inside a weights folder (:func:`spinenet_lite.paths.weights_dirs`) and
+        under the download base URL.
     kind : str
         ``"grader"`` or ``"localiser"``.
     sha256 : str or None
@@ -157,21 +177,82 @@ class ResolvedWeights:
         return {"name": self.name, "path": str(self.path), "sha256": sha256}
 
 
+WEIGHTS_URL_ENV = "SPINENET_WEIGHTS_URL"
+"""Environment variable: base URL the registry downloads ``<base>/<file name>`` from."""
+
+WEIGHTS_BASE_URL: str | None = None
+"""The project's release URL for the weights files: **unset** (None), because the project
+publishes no weights release yet. Outside a checkout, set ``$SPINENET_WEIGHTS_URL`` to a base
+URL serving the files of ``data/weights/``, or ``$SPINENET_WEIGHTS_DIR`` to a folder holding
+them, or clone the repository (``data/weights/`` is committed)."""
+
+
+def weights_url() -> str | None:
+    """The download base URL: ``$SPINENET_WEIGHTS_URL``, else :data:`WEIGHTS_BASE_URL` (None: unset)."""
+    url = os.environ.get(WEIGHTS_URL_ENV) or WEIGHTS_BASE_URL
+    return url.rstrip("/") if url else None
+
+
 def weights_dir() -> Path:
-    """The folder of shipped weights: ``$SPINENET_WEIGHTS_DIR`` or the repository's ``data/weights``."""
-    env = os.environ.get("SPINENET_WEIGHTS_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parent.parent / "data" / "weights"
+    """The first folder shipped weights are looked for in (:func:`spinenet_lite.paths.weights_dirs`).
+
+    ``$SPINENET_WEIGHTS_DIR``; else ``data/weights`` of the checkout; else the user cache's
+    ``weights`` folder (an installed copy of the package).
+    """
+    return paths.weights_dirs()[0]
+
+
+def shipped_path(name: str) -> Path:
+    """Where registry entry ``name``'s file is on this machine, or where a download would put it.
+
+    Looks in :func:`spinenet_lite.paths.weights_dirs` only: nothing is downloaded or checked.
+    """
+    filename = REGISTRY[name].filename
+    for folder in paths.weights_dirs():
+        if (folder / filename).is_file():
+            return folder / filename
+    return paths.weights_cache_dir() / filename
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """Hex SHA-256 of a file's bytes: the project's one file hash (:func:`pooch.file_hash`)."""
+    return pooch.file_hash(str(path), alg="sha256")
+
+
+def _download(entry: WeightsEntry) -> Path:
+    """Fetch ``entry``'s file from :func:`weights_url` into the weights cache, hash-checked by pooch."""
+    hint = _HINT[entry.kind]
+    looked = ", ".join(str(d) for d in paths.weights_dirs())
+    base = weights_url()
+    if base is None:
+        raise WeightsError(
+            f"the shipped weights {entry.name!r} ({entry.filename}) are not there (looked in {looked}) "
+            f"and no download URL is set: this package publishes no weights release yet. Get them: "
+            f"clone the repository (its data/weights/ holds them; data/weights/README.md has the command "
+            f"that makes each), or set {paths.WEIGHTS_DIR_ENV} to a folder holding {entry.filename}, or "
+            f"{WEIGHTS_URL_ENV} to a base URL serving it; or pass {hint}")
+    if entry.sha256 is None:
+        raise WeightsError(f"the shipped weights {entry.name!r} have no recorded sha256, so they cannot be "
+                           f"downloaded safely; record it in spinenet_lite.engine.weights.REGISTRY or pass "
+                           f"{hint}")
+    url = f"{base}/{entry.filename}"
+    target = paths.weights_cache_dir()
+    try:
+        got = pooch.retrieve(url, known_hash=f"sha256:{entry.sha256}", fname=entry.filename,
+                             path=target, progressbar=sys.stderr.isatty())
+    except ValueError as exc:  # pooch: the downloaded bytes do not have the registry's hash
+        raise WeightsError(
+            f"the weights downloaded from {url} are not the shipped {entry.name!r}: their sha256 differs "
+            f"from the registry's ({str(exc).splitlines()[0][:160]}); nothing was kept. Check "
+            f"{WEIGHTS_URL_ENV} or pass {hint}") from None
+    except Exception as exc:  # requests' HTTP, connection and timeout errors; a folder we cannot write
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise WeightsError(
+            f"the shipped weights {entry.name!r} are not there (looked in {looked}) and downloading {url} "
+            f"into {target} failed ({type(exc).__name__}: {first}); check {WEIGHTS_URL_ENV} and the "
+            f"network, set {paths.WEIGHTS_DIR_ENV} to a folder holding {entry.filename}, or pass "
+            f"{hint}") from None
+    return Path(got)
 
 
 def _side_hash(path: Path) -> str | None:
@@ -190,8 +271,9 @@ def resolve_weights(name_or_path: str | os.PathLike | None, kind: str = "grader"
     Parameters
     ----------
     name_or_path : str, path or None
-        A name of :data:`REGISTRY` (e.g. ``"spinenet_synthetic"``), a path to a ``.pt``
-        file, or None for the default of ``kind``.
+        A name of :data:`REGISTRY` (e.g. ``"spinenet_synthetic"``: looked for in the weights
+        folders, else downloaded, see the module docstring), a path to a ``.pt`` file, or
+        None for the default of ``kind``.
     kind : str
         ``"grader"`` or ``"localiser"``: what the caller needs (used for the default and to
         refuse a registry entry of the other kind).
@@ -203,7 +285,8 @@ def resolve_weights(name_or_path: str | os.PathLike | None, kind: str = "grader"
     Raises
     ------
     WeightsError
-        Unknown name, missing file, or a registry entry of the wrong kind.
+        Unknown name, missing file that cannot be downloaded (no URL, a network error, bytes
+        whose hash is not the registry's), or a registry entry of the wrong kind.
     """
     if kind not in KINDS:
         raise WeightsError(f"unknown weights kind {kind!r}; use one of {', '.join(KINDS)}")
@@ -216,12 +299,9 @@ def resolve_weights(name_or_path: str | os.PathLike | None, kind: str = "grader"
             raise WeightsError(f"weights {key!r} are a {entry.kind}, not a {kind}; "
                                f"give {kind} weights "
                                f"({', '.join(n for n, e in REGISTRY.items() if e.kind == kind)})")
-        path = weights_dir() / entry.filename
+        path = shipped_path(key)
         if not path.is_file():
-            raise WeightsError(
-                f"the shipped weights {key!r} ({path}) are not there: they are not in this checkout yet "
-                f"or were deleted; see data/weights/README.md for the command that makes them, or pass "
-                f"{_HINT[kind]}")
+            path = _download(entry)
         return ResolvedWeights(name=key, path=path, kind=entry.kind, expected_sha256=entry.sha256)
     path = Path(name_or_path).expanduser()
     if not path.exists():
@@ -240,6 +320,8 @@ def _checked_bytes(res: ResolvedWeights) -> tuple[bytes, str]:
     except OSError as exc:
         raise WeightsError(f"cannot read weights {res.path} ({exc.strerror or exc}); "
                            "check the file") from None
+    # The in-memory bytes themselves are hashed (not the file again, as sha256_file would), so
+    # that torch.load unpickles exactly what was checked even if the file changes meanwhile.
     digest = hashlib.sha256(data).hexdigest()
     if res.kind is not None and res.expected_sha256 is None:
         raise WeightsError(
@@ -249,8 +331,9 @@ def _checked_bytes(res: ResolvedWeights) -> tuple[bytes, str]:
     if res.expected_sha256 is not None and digest != res.expected_sha256.lower():
         raise WeightsError(
             f"weights {res.path} are corrupt or were replaced: sha256 {digest[:16]}... but "
-            f"{res.expected_sha256[:16]}... was recorded; restore the file (git checkout / git lfs pull) "
-            f"or remake it with the command in data/weights/README.md")
+            f"{res.expected_sha256[:16]}... was recorded; restore the file (git checkout / git lfs pull), "
+            f"delete it if it was downloaded (it is fetched again), or remake it with the command in "
+            f"data/weights/README.md")
     return data, digest
 
 

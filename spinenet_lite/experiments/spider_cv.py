@@ -49,8 +49,8 @@ from ..datasets.spider import (
 from ..errors import InputError, LandmarkError, WeightsError
 from ..io.scan import Scan
 from ..metrics import classification as metrics
+from ..paths import data_root
 from ..results import markdown_table as _markdown_table
-from ..results import repo_root
 from ..tasks import LEVELS, MISSING, TASK_NAMES
 
 SOURCES: tuple[str, ...] = ("midsag", "space")
@@ -63,15 +63,23 @@ CornersHook = Callable[[Scan, str], np.ndarray] | Mapping[str, np.ndarray]
 
 
 def default_weights() -> Path:
-    """The shipped real-scan model, ``data/weights/spinenet_real.pt`` (registry name ``spinenet_real``)."""
-    from ..engine.weights import REAL_GRADER, REGISTRY, weights_dir
+    """The shipped real-scan model, ``data/weights/spinenet_real.pt`` (registry name ``spinenet_real``).
 
-    return weights_dir() / REGISTRY[REAL_GRADER].filename
+    Where it is on this machine (:func:`spinenet_lite.engine.weights.shipped_path`).
+    """
+    from ..engine.weights import REAL_GRADER, shipped_path
+
+    return shipped_path(REAL_GRADER)
 
 
 def synthetic_weights() -> Path:
-    """The synthetic-cohort model the lead ships, ``data/weights/spinenet_synthetic.pt``."""
-    return repo_root() / "data" / "weights" / "spinenet_synthetic.pt"
+    """The shipped synthetic-cohort model, ``data/weights/spinenet_synthetic.pt`` (``spinenet_synthetic``).
+
+    Where it is on this machine (:func:`spinenet_lite.engine.weights.shipped_path`).
+    """
+    from ..engine.weights import DEFAULT_GRADER, shipped_path
+
+    return shipped_path(DEFAULT_GRADER)
 
 
 # ----------------------------------------------------------------- datasets
@@ -248,7 +256,7 @@ def build_discs(
         ``{patient: reason}`` (studies skipped), ``ungraded`` (extracted discs with no
         grading row).
     """
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     if source not in SOURCES:
         raise InputError(f"unknown source {source!r}; use one of {', '.join(SOURCES)}")
@@ -319,11 +327,12 @@ def cached_discs(
 ) -> SpiderDiscs:
     """:func:`build_discs` once, then from ``<cache_dir>/spider_<source>[_allslices][_replicated].npz``.
 
-    ``cache_dir`` defaults to ``data/cache`` (git-ignored). The cache is rebuilt when
+    ``cache_dir`` defaults to ``<data root>/cache`` (:func:`spinenet_lite.paths.data_root`:
+    ``data/cache`` of a checkout, git-ignored). The cache is rebuilt when
     the SPIDER folder or the options differ from those recorded with it.
     """
     root = Path(spider_dir) if spider_dir is not None else default_spider_dir()
-    folder = Path(cache_dir) if cache_dir is not None else repo_root() / "data" / "cache"
+    folder = Path(cache_dir) if cache_dir is not None else data_root() / "cache"
     all_slices = kwargs.get("centre_only", True) is False
     replicated = kwargs.get("pad", "zero") == "replicate"
     suffix = ("_allslices" if all_slices else "") + ("_replicated" if replicated else "")
@@ -673,7 +682,7 @@ def cross_validate(
         accuracy}, "cpu_time_s", "out_of_fold": (N, T) int16 predicted classes, each disc by
         the model that did not see its patient}}}``.
     """
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     spec = SPIDER_TIERS[tier] if tier in SPIDER_TIERS else None
     if spec is None:

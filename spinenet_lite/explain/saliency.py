@@ -301,7 +301,8 @@ def hotspots_batch(
         intensity unit).
     """
     import torch
-    from tqdm.auto import tqdm
+
+    from ..progress import tqdm
 
     _check_task(task)
     if method not in HOTSPOT_METHODS:

@@ -24,6 +24,7 @@ from .volume import (  # noqa: I001
     is_volume_file,
     load_volume,
     read_oriented,
+    write_map,
     write_volume,
 )
 
@@ -38,6 +39,7 @@ __all__ = [
     "is_volume_file",
     "load_volume",
     "read_oriented",
+    "write_map",
     "write_volume",
     "DEFAULT_SLICE_SPACING_MM",
     "MAX_PIXELS",

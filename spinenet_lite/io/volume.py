@@ -17,7 +17,9 @@ images would have a head-foot or front-back resolution of several mm
 child process by default: SimpleITK crashes or hangs on some malformed headers (found by
 fuzzing), and that must be a refusal, not the end of the caller.
 
-:func:`write_volume` writes a scan as such a file (tests, exports).
+:func:`write_volume` writes a scan as such a file (tests, exports); :func:`write_map` writes a
+map on a scan's voxel grid (a hotspot, ``predict --save-maps``) in the scan's geometry, or in the
+axes of the 3D file the scan was read from, so that it overlays the study in a viewer.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import numpy as np
 from ..errors import CorruptFileError, GeometryError, InputError, NotSagittalError, PixelDataError
 from .scan import Scan
 
-__all__ = ["VOLUME_SUFFIXES", "is_volume_file", "load_volume", "read_oriented", "write_volume"]
+__all__ = ["VOLUME_SUFFIXES", "is_volume_file", "load_volume", "read_oriented", "write_map", "write_volume"]
 
 VOLUME_SUFFIXES: tuple[str, ...] = (".mha", ".mhd", ".nii", ".nii.gz", ".nrrd")
 """File endings read as 3D volumes by :func:`load_volume`."""
@@ -252,6 +254,23 @@ def load_volume(path: str | os.PathLike, *, max_voxels: int | None = None,
                 modality="MR", source=str(p))
 
 
+def _image(values: np.ndarray, scan: Scan) -> Any:
+    """``values (S, H, W)`` as a float32 SimpleITK image in ``scan``'s geometry (project axes)."""
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(np.ascontiguousarray(values, dtype=np.float32))
+    img.SetSpacing((scan.pixel_spacing[1], scan.pixel_spacing[0], scan.slice_spacing))
+    img.SetOrigin(tuple(float(v) for v in scan.origin))
+    d = np.column_stack([scan.row_direction, scan.column_direction, scan.normal])
+    img.SetDirection(tuple(float(v) for v in d.reshape(-1)))
+    return img
+
+
+def _check_suffix(p: Path, who: str) -> None:
+    if not is_volume_file(p):
+        raise InputError(f"{p.name}: {who} needs one of {', '.join(VOLUME_SUFFIXES)}")
+
+
 def write_volume(scan: Scan, path: str | os.PathLike) -> Path:
     """Write ``scan`` as a 3D image file (format from the suffix) with its geometry.
 
@@ -266,15 +285,75 @@ def write_volume(scan: Scan, path: str | os.PathLike) -> Path:
     import SimpleITK as sitk
 
     p = Path(path)
-    if not is_volume_file(p):
-        raise InputError(f"{p.name}: write_volume needs one of {', '.join(VOLUME_SUFFIXES)}")
-    img = sitk.GetImageFromArray(np.ascontiguousarray(scan.volume, dtype=np.float32))
-    img.SetSpacing((scan.pixel_spacing[1], scan.pixel_spacing[0], scan.slice_spacing))
-    img.SetOrigin(tuple(float(v) for v in scan.origin))
-    d = np.column_stack([scan.row_direction, scan.column_direction, scan.normal])
-    img.SetDirection(tuple(float(v) for v in d.reshape(-1)))
+    _check_suffix(p, "write_volume")
+    img = _image(scan.volume, scan)
     p.parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(img, str(p))
+    return p
+
+
+def write_map(values: np.ndarray, scan: Scan, path: str | os.PathLike, *,
+              like: str | os.PathLike | None = None) -> Path:
+    """Write a map on ``scan``'s voxel grid as a float32 3D image file in the scan's geometry.
+
+    Without ``like``, the file's axes are the project's (as :func:`write_volume`): index x
+    along ``scan.row_direction``, y along ``scan.column_direction``, z along the slice normal,
+    with the scan's spacing and origin; for a scan loaded from DICOM
+    (:func:`spinenet_lite.io.dicom.load_scan`) this is the grid SimpleITK's
+    ``ImageSeriesReader`` gives the series. With ``like``, the 3D image file the scan was
+    loaded from by :func:`load_volume`, the map is reoriented back from the project's axes to
+    that file's own axis order and directions (the inverse of the reorientation on reading),
+    so its size, spacing, origin and direction are the file's.
+
+    Parameters
+    ----------
+    values : ndarray, shape (S, H, W)
+        The map, ``scan.shape``; written as float32.
+    scan : Scan
+        The scan whose grid ``values`` lies on.
+    path : path
+        Output file; the format comes from the suffix (``.nii.gz``, ``.mha`` ...).
+    like : path, optional
+        The 3D image file ``scan`` was read from. Only its header is read.
+
+    Returns
+    -------
+    Path
+        The file written (its folder is created).
+
+    Raises
+    ------
+    InputError
+        A wrong suffix or shape, or a ``like`` file whose grid is not the scan's.
+    """
+    import SimpleITK as sitk
+
+    p = Path(path)
+    _check_suffix(p, "write_map")
+    arr = np.asarray(values, dtype=np.float32)
+    if arr.shape != scan.shape:
+        raise InputError(f"a map to write must have the scan's shape {scan.shape}; got {arr.shape}")
+    img = _image(arr, scan)
+    if like is not None:
+        ref = _reader(Path(like))
+        _check_dimension(ref, Path(like))
+        direction = tuple(float(v) for v in ref.GetDirection())
+        code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(direction)
+        img = sitk.DICOMOrient(img, code)
+        same = (tuple(img.GetSize()) == tuple(ref.GetSize())
+                and np.allclose(img.GetSpacing(), ref.GetSpacing(), rtol=1e-6, atol=1e-9)
+                and np.allclose(img.GetOrigin(), ref.GetOrigin(), rtol=0, atol=1e-3 * min(ref.GetSpacing()))
+                and np.allclose(img.GetDirection(), direction, rtol=0, atol=1e-6))
+        if not same:
+            raise InputError(f"{Path(like).name} is not the file this scan was read from (its grid differs: "
+                             f"size {list(ref.GetSize())}, the scan's in that file's axes "
+                             f"{list(img.GetSize())}); pass the scan's own file")
+        # the file's own numbers, bit for bit (the reorientation round trip can differ in the last bit)
+        img.SetSpacing(ref.GetSpacing())
+        img.SetOrigin(ref.GetOrigin())
+        img.SetDirection(direction)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(img, str(p), useCompression=True)
     return p
 
 

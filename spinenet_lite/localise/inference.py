@@ -31,6 +31,7 @@ from torch.nn import functional as F
 
 from ..errors import InputError, LandmarkError, TooFewDiscsError, WeightsError
 from ..io.scan import Scan
+from ..paths import weights_dirs
 from ..tasks import LEVELS, VERTEBRAE
 from .net import MULTIPLE, LocaliserNet
 
@@ -49,11 +50,18 @@ WEIGHTS_VERSION: int = 1
 
 
 def default_weights_path() -> Path:
-    """``$SPINENET_LOCALISER_WEIGHTS``, else ``data/weights/localiser.pt`` of the repository."""
+    """``$SPINENET_LOCALISER_WEIGHTS``, else ``localiser.pt`` in the first weights folder holding it.
+
+    The folders are :func:`spinenet_lite.paths.weights_dirs` (``data/weights`` of a checkout, the
+    user cache); nothing is downloaded here (:func:`spinenet_lite.engine.weights.load_localiser`
+    does that, hash-checked). Without a copy: the path in the first folder.
+    """
     env = os.environ.get("SPINENET_LOCALISER_WEIGHTS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "data" / "weights" / "localiser.pt"
+    folders = weights_dirs()
+    return next((d / "localiser.pt" for d in folders if (d / "localiser.pt").is_file()),
+                folders[0] / "localiser.pt")
 
 
 @dataclass

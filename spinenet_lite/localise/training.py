@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pooch
 import torch
 from skimage.draw import polygon2mask
 from torch.nn import functional as F
@@ -338,7 +339,7 @@ def train_localiser(train: SliceSet, config: LocaliserTrainConfig, *, seed: int 
     history : list of dict
         Per epoch: ``epoch``, ``loss`` (mean training loss), ``val_dice``, ``time_s``.
     """
-    from tqdm.auto import tqdm
+    from ..progress import tqdm
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -492,9 +493,8 @@ def phantom_test_studies(indices: list[int], seed: int) -> list[tuple[Any, np.nd
 
 # ------------------------------------------------------------------ the committed run
 def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """The project's one file hash, :func:`pooch.file_hash` (as ``engine.weights.sha256_file``)."""
+    return pooch.file_hash(str(path), alg="sha256")
 
 
 def _markdown(results: dict[str, Any]) -> str:

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from ..errors import InputError
+from ..progress import tqdm
 from ..tasks import LEVELS, MISSING, TASK_NAMES
 from .config import PhantomConfig
 from .study import VERSION, PhantomStudy, patient_id, synth_patient

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from .data import (  # noqa: I001
+    NORMAL_UP_TO,
     Example,
+    clipped_fraction,
     collect_examples,
     disc_box,
+    disc_findings,
+    gallery_labels,
+    intensity_window,
+    pick_spider_example,
     plot_rater_noise,
     plot_slices,
     plot_study_overview,
@@ -17,6 +23,7 @@ from .evaluate import (  # noqa: I001
     ablation_frame,
     comparison_table,
     findings_frame,
+    frame_html,
     gap_frame,
     lootus_frame,
     paper_table2_frame,
@@ -26,6 +33,7 @@ from .evaluate import (  # noqa: I001
     plot_learning_curves,
     summed_confusions,
     table2_frame,
+    table2_html,
 )
 from .extract import (  # noqa: I001
     plot_corners,
@@ -51,6 +59,13 @@ from .model import (  # noqa: I001
     plot_augmentations,
     plot_class_balance,
 )
+from .notes import (  # noqa: I001
+    run_note,
+)
+from .paper_figures import (  # noqa: I001
+    network_figure,
+    pipeline_figure,
+)
 from .train import (  # noqa: I001
     plot_balance_comparison,
     plot_history,
@@ -67,8 +82,14 @@ __all__ = [
     "plot_quality",
     "plot_cascading",
     "Example",
+    "NORMAL_UP_TO",
+    "clipped_fraction",
     "disc_box",
+    "disc_findings",
     "collect_examples",
+    "gallery_labels",
+    "intensity_window",
+    "pick_spider_example",
     "plot_rater_noise",
     "plot_slices",
     "plot_study_overview",
@@ -84,10 +105,13 @@ __all__ = [
     "plot_class_balance",
     "describe_transform",
     "plot_augmentations",
+    "network_figure",
+    "pipeline_figure",
     "plot_history",
     "plot_balance_comparison",
     "ablation_frame",
     "comparison_table",
+    "frame_html",
     "findings_frame",
     "gap_frame",
     "lootus_frame",
@@ -98,4 +122,6 @@ __all__ = [
     "plot_learning_curves",
     "summed_confusions",
     "table2_frame",
+    "table2_html",
+    "run_note",
 ]

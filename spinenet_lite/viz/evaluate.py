@@ -28,6 +28,8 @@ __all__ = [
     "plot_learning_curves",
     "summed_confusions",
     "table2_frame",
+    "table2_html",
+    "frame_html",
 ]
 
 
@@ -164,6 +166,68 @@ def paper_table2_frame() -> pd.DataFrame:
     """The paper's Table 2 from :data:`spinenet_lite.tasks.PAPER_TABLE2`, same layout as
     :func:`table2_frame`."""
     return table2_frame(PAPER_TABLE2, reference=PAPER_INTRA_RATER)
+
+
+def frame_html(frame: pd.DataFrame, caption: str = "", precision: int = 1) -> str:
+    """Any results frame as an HTML table: numbers to ``precision`` decimals, a dash for a
+    missing value (never ``nan``), the caption kept with the table.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+    caption : str
+    precision : int
+        Decimals of float cells.
+
+    Returns
+    -------
+    str
+        HTML for ``IPython.display.HTML``.
+    """
+    styler = frame.style.format(precision=precision, na_rep="—")
+    if caption:
+        styler = styler.set_caption(caption)
+    return styler.to_html()
+
+
+def table2_html(frame: pd.DataFrame, caption: str = "") -> str:
+    """A :func:`table2_frame` as an HTML table with the best branch point of each row in bold.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame of str
+        ``"mean ± std"`` cells (as :func:`table2_frame` makes); columns that are not branch
+        points (of ``tasks.BRANCH_POINTS``: the references) are shown but never bolded.
+    caption : str
+        The table's caption, kept with the table.
+
+    Returns
+    -------
+    str
+        HTML (pandas Styler), for ``IPython.display.HTML``: it renders as a table in the built
+        site, where a printed frame would be monospace text.
+    """
+    branch_cols = [c for c in frame.columns if c in BRANCH_POINTS]
+
+    def bold_best(row: pd.Series) -> list[str]:
+        means = {c: _cell_mean(row[c]) for c in branch_cols}
+        finite = [v for v in means.values() if np.isfinite(v)]
+        best = max(finite) if finite else None
+        return ["font-weight: bold" if c in means and best is not None and means[c] == best else ""
+                for c in row.index]
+
+    styler = frame.style.apply(bold_best, axis=1)
+    if caption:
+        styler = styler.set_caption(caption)
+    return styler.to_html()
+
+
+def _cell_mean(cell: Any) -> float:
+    """The mean of a ``"71.2 ± 0.4"`` cell (NaN for a blank or dash)."""
+    try:
+        return float(str(cell).split("±")[0])
+    except ValueError:
+        return float("nan")
 
 
 # ----------------------------------------------------------------- results-file helpers

@@ -6,7 +6,7 @@ committed ``data/results/<experiment>_<tier>.json``), and its expected text outp
 recorded in the committed notebook's cell metadata, ``metadata["spinenet"]["expected_output"]``
 (metadata, not outputs: chapters stay committed without outputs). After the book build, this
 test compares the outputs of those cells in the executed chapters
-(``_build/jupyter_execute/book/*.ipynb``) with the recorded text: the same check as
+(``_build/book_src/book/*.ipynb``, written by ``book/build.py``) with the recorded text: the same check as
 ``pytest --nbval-lax`` on those cells, without executing the chapters a second time.
 
 Record or update the expected outputs after a deliberate change (then review the diff)::
@@ -28,7 +28,7 @@ from sphinx_external_toc.parsing import parse_toc_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("SPINENET_SITE_DIR", REPO / "_build" / "html")).resolve().parent
-EXECUTED = BUILD / "jupyter_execute"
+EXECUTED = BUILD / "book_src"  # the chapters as book/build.py executed them
 MARKER = "# NBVAL_CHECK_OUTPUT"
 
 

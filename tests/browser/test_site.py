@@ -8,7 +8,7 @@ Chromium install and this run). For every page of ``_toc.yml`` it serves ``_buil
   hosts are refused by the browser's resolver, so CDN assets fail the same way on every run:
   they are reported, not counted);
 - every image in a cell output has loaded (``naturalWidth > 0``), and there are at least as
-  many as the executed notebook in ``_build/jupyter_execute`` has image outputs;
+  many as the executed notebook in ``_build/book_src`` (book/build.py) has image outputs;
 - no cell output shows an error or a traceback;
 - every offline slider stand-in (``viz.offline_slider_html``) shows another image when its
   range input is moved; the hotspot chapter must have one.
@@ -26,6 +26,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -94,7 +95,7 @@ def browser(tmp_path_factory):
 
 def expected_images(entry: str) -> int:
     """Image outputs of the executed notebook of ``entry`` (0 for markdown pages)."""
-    path = BUILD / "jupyter_execute" / f"{entry}.ipynb"
+    path = BUILD / "book_src" / f"{entry}.ipynb"
     if not path.exists():
         return 0
     nb = nbformat.read(path, as_version=4)
@@ -138,6 +139,7 @@ INSPECT_JS = r"""
                                src: (i.currentSrc || i.src).slice(0, 80)})),
     errors: errs.map(e => e.innerText.slice(0, 300)),
     traceback_text: body.includes('Traceback (most recent call last)'),
+    outputs_text: Array.from(document.querySelectorAll('.cell_output')).map(o => o.innerText).join('\n'),
     sliders: sliders,
   };
 })()
@@ -171,6 +173,32 @@ def _classify_raw(events: list[dict], origin: str) -> tuple[list[str], list[str]
     return errors, external
 
 
+# What a reader must never meet in a cell's output on the site.
+RAW_TABLE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*\|", re.MULTILINE)      # a Markdown table shown as text
+NAN = re.compile(r"(?<![\w.])nan(?![\w.])", re.IGNORECASE)             # a number that is not one
+PROGRESS = re.compile(r"\d+%\|[^|]*\||\d+(\.\d+)?(it/s|s/it)\]")     # tqdm residue
+WIDGET = ("Loading widget...", "HBox(children=", "FloatProgress(", "IntProgress(")
+
+
+def output_text_problems(text: str) -> list[str]:
+    """Rendering faults in the text of a page's cell outputs (tables, nan, progress bars, widgets)."""
+    found = []
+    for name, pattern in (("a raw Markdown table", RAW_TABLE), ("a nan", NAN), ("a progress bar", PROGRESS)):
+        m = pattern.search(text)
+        if m:
+            found.append(f"{name} in the output: ...{text[max(0, m.start() - 80):m.end() + 40]!r}...")
+    found += [f"widget residue in the output: {w!r}" for w in WIDGET if w in text]
+    return found
+
+
+def test_output_text_rules_catch_each_fault():
+    assert output_text_problems("| a | b |\n| --- | ---: |\n| 1 | 2 |")
+    assert output_text_problems("recall: balanced nan, plain nan")
+    assert output_text_problems("training:  40%|####      | 2/5 [00:01<00:02,  1.5it/s]")
+    assert output_text_problems("HBox(children=(FloatProgress(value=0.0),))")
+    assert not output_text_problems("accuracy 0.912 (Lootus: 0.871); finance, nano, NaNa")
+
+
 @pytest.mark.parametrize("entry", toc_entries())
 def test_page_in_a_real_browser(entry, site_url, browser):
     html = SITE / f"{entry}.html"
@@ -198,6 +226,7 @@ def test_page_in_a_real_browser(entry, site_url, browser):
                         f"the executed notebook has {want}")
     if report["errors"] or report["traceback_text"]:
         problems.append(f"cell output shows an error / traceback: {report['errors'][:2]}")
+    problems += output_text_problems(report["outputs_text"])
     for k, s in enumerate(report["sliders"]):
         if not (s["changed"] and s["loaded"]):
             problems.append(f"offline slider {k} did not change its image when moved: {s}")
