@@ -1,6 +1,7 @@
 """Training configurations and the three named tiers every module uses.
 
-A :class:`TrainConfig` is a small frozen dataclass; :data:`TIERS` holds one per tier:
+A :class:`TrainConfig` is a small frozen dataclass; :data:`TIERS` holds one per tier (its
+``train`` sizes in :data:`TIER_TABLE`, the one table of every tier's sizes):
 
 ``ci``
     Seconds on a CPU: a tiny network (width 0.125) on a handful of synthetic patients.
@@ -238,21 +239,86 @@ class TrainConfig:
         return dataclasses.replace(base, **d)
 
 
-TIERS: dict[str, TrainConfig] = {
-    # seconds on a 2-core CPU: tiny network, 10 patients (60 discs), 2 epochs
-    "ci": TrainConfig(tier="ci", n_patients=10, width=0.125, batch_size=16, eval_batch_size=64,
-                      max_epochs=2, lr=1e-2, lr_patience=2, num_threads=None),
-    # a laptop CPU in well under 30 minutes: width 0.25 / conv5 trains at ~16 samples/s on ONE
-    # shared core here (benchmarks/results/train_throughput_cpu.json): 720 discs x 30 epochs
-    "teaching": TrainConfig(tier="teaching", n_patients=150, width=0.25, batch_size=32,
-                            eval_batch_size=128, max_epochs=30, lr=1e-2, lr_patience=4),
-    # the paper's network on a GPU (~8 GFLOP per training sample at conv5). Measured on an H200
-    # (benchmarks/results/train_throughput_cuda*.json): conv5 3,600 samples/s at batch 64, 12,400
-    # at batch 256; the experiments' GPU sizing is experiments.EXPERIMENT_TIERS["paper"]
-    "paper": TrainConfig(tier="paper", n_patients=2000, width=1.0, batch_size=256, eval_batch_size=512,
-                         max_epochs=200, lr=1e-2, lr_patience=10, deterministic=False),
+TIER_TABLE: dict[str, dict[str, dict[str, Any]]] = {
+    "ci": {
+        # seconds on a 2-core CPU: tiny network, 10 patients (60 discs), 2 epochs
+        "train": {"n_patients": 10, "width": 0.125, "batch_size": 16, "eval_batch_size": 64,
+                  "max_epochs": 2, "lr": 1e-2, "lr_patience": 2, "num_threads": None},
+        # Seconds on a 2-core CPU for the WHOLE sweep (16 models, 16 x 54-view scorings): three
+        # patients (one each for training, validation and test), a tiny network, one epoch.
+        # Meaningless numbers; it checks the plumbing (CI, the chapter's fallback).
+        # Only two test discs are scored per model (``max_eval_discs``), 54 views each.
+        "experiments": {"n_patients": 3, "width": 0.0625, "max_epochs": 1, "batch_size": 6,
+                        "eval_batch_size": 108, "max_eval_discs": 2},
+        # seconds: two folds, one epoch, centre view only
+        "spider_cv": {"n_folds": 2, "tta": False,
+                      "scratch": {"width": 0.125, "max_epochs": 1, "batch_size": 16},
+                      "finetune": {"max_epochs": 1, "batch_size": 16, "lr": 1e-3}},
+        "hotspot_quality": {"max_discs": 6, "sanity_discs": 2, "n_aug": 8},
+    },
+    "teaching": {
+        # a laptop CPU in well under 30 minutes: width 0.25 / conv5 trains at ~16 samples/s on ONE
+        # shared core here (benchmarks/results/train_throughput_cpu.json): 720 discs x 30 epochs
+        "train": {"n_patients": 150, "width": 0.25, "batch_size": 32, "eval_batch_size": 128,
+                  "max_epochs": 30, "lr": 1e-2, "lr_patience": 4},
+        # The whole `experiment all` sweep in ~40 min on the 2-core dev CPU with ONE torch thread
+        # (less with two). 16 models instead of the training tier's one, so a narrower network,
+        # fewer patients and fewer epochs than the "train" sizes above. Measured (CPU seconds,
+        # one thread, 384 training discs): conv5 6.3 s / epoch (12 epochs: 75 s), "none" 23 s /
+        # epoch; 54-view scoring 0.5 s / disc (conv5), 1.55 s / disc ("none"). Per epoch of all
+        # 16 models ~146 s -> 12 epochs ~29 min, + 16 scorings of 48 discs ~8 min. A conv5 model
+        # at this size beats chance on held-out patients (no TTA, fold 0: Pfirrmann 55 % vs 20 %,
+        # narrowing 49 % vs 25 %, lower endplate 71 %, marrows 65-68 % vs 50 %; upper endplate
+        # at chance). Batch 16 at lr 1e-2 did NOT learn in 12 epochs; batch 32 does.
+        # Patients: the first 80 of the training tier's 150-patient cache when it exists.
+        "experiments": {"n_patients": 80, "width": 0.125, "max_epochs": 12, "batch_size": 32,
+                        "eval_batch_size": 108, "lr": 1e-2, "lr_patience": 3},
+        # ~7 CPU minutes on 2 workers for the whole 5-fold run of the three recipes (one thread
+        # each); centre view only: 54 views x 178 discs x 3 recipes would cost more than the
+        # training. (6 scratch / 3 fine-tuning epochs, the first sizes, left every recipe at chance.)
+        "spider_cv": {"n_folds": 5, "tta": False,
+                      "scratch": {"width": 0.125, "max_epochs": 20, "batch_size": 8, "lr": 1e-2},
+                      "finetune": {"max_epochs": 10, "batch_size": 8, "lr": 2e-3}},
+        "hotspot_quality": {"max_discs": 60, "sanity_discs": 8, "n_aug": 32},
+    },
+    "paper": {
+        # the paper's network on a GPU (~8 GFLOP per training sample at conv5). Measured on an H200
+        # (benchmarks/results/train_throughput_cuda*.json): conv5 3,600 samples/s at batch 64, 12,400
+        # at batch 256
+        "train": {"n_patients": 2000, "width": 1.0, "batch_size": 256, "eval_batch_size": 512,
+                  "max_epochs": 200, "lr": 1e-2, "lr_patience": 10, "deterministic": False},
+        # The paper's network (width 1.0, the "train" sizes) on one GPU in ~8 minutes for the
+        # whole sweep, cohort synthesis included: `benchmarks/paper_tier_gpu.py` measures the
+        # throughput of every branch point first and chooses max_epochs to fit its budget (the
+        # results files record the epochs). 1200 patients (7200 discs, ~60 % of the paper's
+        # 12 018); batch 64 rather than the paper's 256 so that a run of minutes takes ~90 steps
+        # per epoch; lr 1e-2 as in the other tiers, dropped on a plateau of 3 epochs.
+        "experiments": {"n_patients": 1200, "batch_size": 64, "eval_batch_size": 512, "max_epochs": 30,
+                        "lr": 1e-2, "lr_patience": 3},
+        "spider_cv": {"n_folds": 5, "tta": True,
+                      "scratch": {"width": 1.0, "max_epochs": 200, "batch_size": 64, "lr": 1e-2},
+                      "finetune": {"max_epochs": 60, "batch_size": 64, "lr": 1e-3}},
+        "hotspot_quality": {"max_discs": 200, "sanity_discs": 16, "n_aug": 32},
+    },
 }
-"""The named tiers; use :func:`get_tier` to get one with overrides."""
+"""The one tier table: every size of every tier, per part of the project.
+
+``train``
+    The :class:`TrainConfig` fields of the tier (one model): :data:`TIERS`, :func:`get_tier`.
+``experiments``
+    Overrides of ``train`` for the paper's experiments (a sweep trains sixteen models), plus
+    ``max_eval_discs`` (score only the first that many test discs of each model; None: all):
+    :data:`spinenet_lite.experiments.paper.EXPERIMENT_TIERS`.
+``spider_cv``
+    Folds, TTA, and the TrainConfig overrides of the from-scratch and fine-tuning recipes of
+    the SPIDER cross-validation: :data:`spinenet_lite.experiments.spider_cv.SPIDER_TIERS`.
+``hotspot_quality``
+    Discs scored per task, discs of the sanity checks, augmented copies per hotspot.
+"""
+
+TIERS: dict[str, TrainConfig] = {name: TrainConfig(tier=name, **t["train"]) for name, t in TIER_TABLE.items()}
+"""The named tiers' training configs (:data:`TIER_TABLE` ``[tier]["train"]``); use
+:func:`get_tier` to get one with overrides."""
 
 
 def get_tier(name: str, **overrides: Any) -> TrainConfig:
@@ -275,24 +341,38 @@ def get_tier(name: str, **overrides: Any) -> TrainConfig:
     return TIERS[name].replace(**overrides)
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """Turn ``"auto"`` / ``"cpu"`` / ``"cuda[:N]"`` into a :class:`torch.device`.
+def resolve_device(device: str | torch.device | None = "auto", model: torch.nn.Module | None = None
+                   ) -> torch.device:
+    """The one device resolver: ``"auto"`` / ``"cpu"`` / ``"cuda[:N]"`` / ``"mps"`` / a
+    :class:`torch.device` / None into a :class:`torch.device`.
 
-    ``"auto"`` picks CUDA when available, else CPU. Asking for CUDA on a machine
-    without it raises :class:`ConfigError`.
+    Parameters
+    ----------
+    device : str, torch.device or None
+        ``"auto"`` picks CUDA when available, else CPU; with ``model`` given, ``"auto"`` and None
+        mean the device of the model's parameters (CPU for a model without parameters).
+    model : torch.nn.Module, optional
+        The model the device is for.
+
+    Raises
+    ------
+    ConfigError
+        An unknown device, or CUDA / MPS asked for on a machine without it.
     """
     import torch
 
-    if device == "auto":
+    if model is not None and (device is None or device == "auto"):
+        return next((p.device for p in model.parameters()), torch.device("cpu"))
+    if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
         raise ConfigError(f'unknown device {device!r}; use "auto", "cpu" or "cuda"') from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f'device {device!r} asked for but CUDA is not available; '
+        raise ConfigError(f'device {str(device)!r} asked for but CUDA is not available; '
                           'use device="cpu" or "auto"')
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f'device {device!r} asked for but MPS is not available; '
+        raise ConfigError(f'device {str(device)!r} asked for but MPS is not available; '
                           'use device="cpu" or "auto"')
     return dev

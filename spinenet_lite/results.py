@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import subprocess
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +186,43 @@ def read_results(experiment: str, tier: str, out_dir: str | os.PathLike | None =
             f"no results file {path}; run `spinenet-lite experiment {experiment} --tier {tier}` first"
         )
     return json.loads(path.read_text())
+
+
+_ALIGN = {"-": "---", "l": ":---", "r": "---:", "c": ":---:"}
+
+
+def markdown_table(header: Sequence[Any], rows: Iterable[Sequence[Any]], align: str = "-") -> str:
+    """The one Markdown (GitHub) table writer of the results files and chapters.
+
+    Parameters
+    ----------
+    header : sequence
+        Column titles.
+    rows : iterable of sequences
+        One sequence of cells per row, as many as ``header``; cells are written with ``str``
+        (format numbers before), a ``|`` inside a cell is escaped.
+    align : str
+        One character per column, or one for every column: ``"-"`` default, ``"l"`` left,
+        ``"r"`` right, ``"c"`` centred.
+
+    Returns
+    -------
+    str
+        ``| a | b |`` lines: header, alignment row, rows; ending with a newline.
+
+    Raises
+    ------
+    ValueError
+        A row or ``align`` whose length is not the number of columns, or an unknown alignment.
+    """
+    n = len(header)
+    spec = align * n if len(align) == 1 else align
+    if len(spec) != n or any(a not in _ALIGN for a in spec):
+        raise ValueError(f"align must be one of {''.join(_ALIGN)!r} per column ({n}), got {align!r}")
+
+    def line(cells: Sequence[Any]) -> str:
+        if len(cells) != n:
+            raise ValueError(f"a row of {len(cells)} cells in a table of {n} columns: {list(cells)!r}")
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(header), line([_ALIGN[a] for a in spec]), *map(line, rows)]) + "\n"

@@ -13,6 +13,7 @@ from spinenet_lite.datasets.cache import (
     geometries_to_arrays,
     geometry_from_arrays,
     load_cache,
+    patient_folds,
     patient_split,
     write_cache,
 )
@@ -120,9 +121,41 @@ def test_patient_split():
         patient_split(patients, 0, fractions=(0.5, 0.5, 0.5))
 
 
+def _reference_order(patients, seed):
+    """The patient order the committed splits were made with: numpy's default_rng permutation."""
+    uniq = np.unique(np.asarray(patients).astype(str))
+    return uniq[np.random.default_rng(seed).permutation(len(uniq))]
+
+
+@pytest.mark.parametrize("n_patients, seed", [(3, 0), (10, 1), (50, 3), (257, 0), (2000, 12345)])
+def test_patient_split_and_folds_keep_the_committed_splits(n_patients, seed):
+    """scikit-learn's GroupKFold, fed the seed's PCG64 stream, cuts the same patients as before."""
+    rng = np.random.default_rng(n_patients)
+    patients = np.repeat([f"P{i}" for i in range(n_patients)], rng.integers(1, 7, n_patients))
+    rng.shuffle(patients)
+    order = _reference_order(patients, seed)
+    for n_folds in sorted({2, min(5, n_patients), n_patients}):
+        expect = [np.sort(np.nonzero(np.isin(patients, g))[0]) for g in np.array_split(order, n_folds)]
+        got = patient_folds(patients, n_folds, seed)
+        assert [f.tolist() for f in got] == [f.tolist() for f in expect]
+    n = len(order)
+    n_val = n_test = max(int(round(0.1 * n)), 1)
+    cuts = np.split(order, [n - n_val - n_test, n - n_test])
+    for part, g in zip(patient_split(patients, seed), cuts):
+        assert part.tolist() == np.nonzero(np.isin(patients, g))[0].tolist()
+
+
+def test_patient_folds_need_two_to_n_folds():
+    patients = np.repeat(["a", "b", "c"], 2)
+    with pytest.raises(InputError, match="folds"):
+        patient_folds(patients, 4, 0)
+    with pytest.raises(InputError, match="folds"):
+        patient_folds(patients, 1, 0)
+    assert [len(x) for x in patient_split(patients[:2], 0)] == [2, 0, 0]  # one patient: all train
+
+
 @pytest.mark.slow
 def test_synthetic_dataset_end_to_end(tmp_path):
-    pytest.importorskip("spinenet_lite.phantom")
     from spinenet_lite.datasets.cache import extract_cohort
     from spinenet_lite.datasets.synthetic import synthetic_dataset
     from spinenet_lite.phantom import load_patient, read_cohort

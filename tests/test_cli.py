@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from spinenet_lite.cli import build_parser, main
 
 
@@ -23,3 +25,28 @@ def test_console_script_runs_as_module():
     out = subprocess.run([sys.executable, "-m", "spinenet_lite", "--version"], capture_output=True,
                          text=True, check=True)
     assert out.stdout.startswith("spinenet-lite ")
+
+
+def test_a_broken_command_module_fails_loudly(monkeypatch):
+    """A command module that cannot be imported is an error, not a silently missing sub-command."""
+    monkeypatch.setitem(sys.modules, "spinenet_lite.cli.train", None)  # its import now raises
+    with pytest.raises(ImportError, match="spinenet_lite.cli.train"):
+        build_parser()
+    with pytest.raises(ImportError, match="spinenet_lite.cli.train"):
+        main(["--help"])
+
+
+def test_a_command_module_raising_on_import_propagates(monkeypatch):
+    """An exception inside a command module's import reaches the caller unchanged."""
+    import importlib
+
+    real = importlib.import_module
+
+    def broken(name, *args, **kwargs):
+        if name == "spinenet_lite.cli.evaluate":
+            raise RuntimeError("evaluate is broken")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", broken)
+    with pytest.raises(RuntimeError, match="evaluate is broken"):
+        build_parser()

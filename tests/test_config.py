@@ -17,6 +17,23 @@ def test_every_tier_is_defined_and_named():
         assert cfg.tier == name
 
 
+def test_one_tier_table():
+    """Every tier's sizes live in config.TIER_TABLE; the experiments' tables are views of it."""
+    from spinenet_lite.config import TIER_TABLE
+    from spinenet_lite.experiments import hotspot_quality, paper, spider_cv
+
+    assert set(TIER_TABLE) == set(TIER_NAMES)
+    for name, t in TIER_TABLE.items():
+        assert set(t) == {"train", "experiments", "spider_cv", "hotspot_quality"}, name
+        assert TIERS[name] == TrainConfig(tier=name, **t["train"])
+        assert paper.EXPERIMENT_TIERS[name] is t["experiments"]
+        assert spider_cv.SPIDER_TIERS[name] is t["spider_cv"]
+        assert hotspot_quality._TIER_SIZES[name] == t["hotspot_quality"]  # until it reads the table
+    # the values the committed results were made with
+    assert TIERS["teaching"].replace(**TIER_TABLE["teaching"]["experiments"]).width == 0.125
+    assert TIER_TABLE["paper"]["spider_cv"]["finetune"] == {"max_epochs": 60, "batch_size": 64, "lr": 1e-3}
+
+
 def test_tier_sizes_are_ordered():
     ci, teaching, paper = TIERS["ci"], TIERS["teaching"], TIERS["paper"]
     assert ci.width <= 0.125 and ci.n_patients <= 12 and ci.max_epochs <= 2
@@ -102,3 +119,14 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             resolve_device("cuda")
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            resolve_device(torch.device("cuda"))
+
+
+def test_resolve_device_of_a_model():
+    """None / "auto" with a model: the model's device; a torch.device passes through."""
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    assert resolve_device(None, torch.nn.Linear(2, 2)) == torch.device("cpu")
+    assert resolve_device("auto", torch.nn.Identity()) == torch.device("cpu")  # no parameters
+    assert resolve_device("cpu", torch.nn.Linear(2, 2)) == torch.device("cpu")
+    assert resolve_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -103,8 +103,34 @@ def test_predict_rejects_bad_input():
         E.predict(model, bad, tta=False, batch_size=0, device="cpu")
 
 
+def test_run_model_is_the_one_loop():
+    """predict, predict_logits and predict_classes agree with run_model; the training flag is kept."""
+    from spinenet_lite.engine.training import predict_logits
+    from spinenet_lite.explain import predict_classes
+
+    model = PositionModel().train()
+    vol = _volumes(5, seed=2)
+    logits = E.run_model(model, vol, probabilities=False, batch_size=2)
+    assert model.training
+    with torch.no_grad():
+        direct = model.eval()(torch.from_numpy(vol).float() / 255)
+    model.train()
+    for t in TASK_NAMES:
+        torch.testing.assert_close(logits[t], direct[t], rtol=1e-6, atol=1e-6)
+        assert torch.equal(predict_logits(model, vol, batch_size=2)[t], logits[t])
+        np.testing.assert_allclose(E.predict(model, vol, tta=False, device="cpu")[t],
+                                   torch.softmax(logits[t], 1).numpy(), rtol=1e-6, atol=1e-7)
+    assert np.array_equal(predict_classes(model, vol.astype(np.float32) / 255, "pfirrmann"),
+                          logits["pfirrmann"].argmax(1).numpy())
+    assert E.run_model(model, vol[:0])["pfirrmann"].shape == (0, N_CLASSES["pfirrmann"])
+    with pytest.raises(InputError, match="no output for task"):
+        E.run_model(model, vol, tasks=("nonexistent",))
+    with pytest.raises(InputError, match="probabilities"):
+        E.run_model(model, vol, tta=True, probabilities=False)
+
+
 def test_predict_real_tta_views_and_model():
-    augment = pytest.importorskip("spinenet_lite.nn.augment")
+    from spinenet_lite.nn import augment
     from spinenet_lite.nn.model import SpineNet
 
     torch.manual_seed(0)

@@ -276,10 +276,8 @@ def test_viz_extract_figures():
 
 # ------------------------------------------------------------------ on the phantom
 def _phantom():
-    try:
-        from spinenet_lite.phantom import PhantomConfig, synth_patient
-    except ImportError:
-        pytest.skip("spinenet_lite.phantom is not available yet")
+    from spinenet_lite.phantom import PhantomConfig, synth_patient
+
     return PhantomConfig, synth_patient
 
 

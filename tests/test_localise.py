@@ -15,7 +15,6 @@ from spinenet_lite.localise.inference import (
     WORK_SPACING_MM,
     Localisation,
     corners_from_probability,
-    default_weights_path,
     disc_centres,
     load_localiser,
     localise,
@@ -36,8 +35,6 @@ from spinenet_lite.localise.training import (
 from spinenet_lite.tasks import LEVELS, VERTEBRAE
 
 torch.set_num_threads(1)
-HAVE_WEIGHTS = default_weights_path().is_file()
-needs_weights = pytest.mark.skipif(not HAVE_WEIGHTS, reason="shipped localiser weights not trained yet")
 
 
 def _boxes(n: int = 7, top: float = 20.0, height: float = 16.0, gap: float = 7.0, col: float = 30.0,
@@ -187,6 +184,15 @@ def test_split_is_patient_level_and_fixed():
         split_patients(ids[:5])
 
 
+def test_split_reproduces_the_committed_localiser_split(spider_dir):
+    """The split of the shipped localiser's results is what :func:`split_patients` makes today."""
+    from spinenet_lite.extract.landmarks import space_patients
+    from spinenet_lite.results import read_results
+
+    rec = read_results("localiser", "teaching")
+    assert split_patients(space_patients(spider_dir), rec["config"]["split_seed"]) == rec["results"]["split"]
+
+
 def test_score_study_counts_and_errors():
     truth = np.full((7, 2, 4, 2), np.nan, np.float32)
     for k, b in enumerate(_boxes()):
@@ -217,7 +223,6 @@ def test_training_loop_runs_and_lowers_the_loss():
 
 
 # ------------------------------------------------------------------ shipped weights
-@needs_weights
 @pytest.mark.slow
 def test_shipped_weights_on_a_held_out_phantom_study():
     from spinenet_lite.phantom import synth_patient
@@ -234,7 +239,6 @@ def test_shipped_weights_on_a_held_out_phantom_study():
     assert loc.levels == list(LEVELS)
 
 
-@needs_weights
 def test_shipped_weights_on_a_spider_test_patient(spider_dir):
     from spinenet_lite.localise.training import spider_test_studies
     from spinenet_lite.results import read_results
@@ -250,7 +254,6 @@ def test_shipped_weights_on_a_spider_test_patient(spider_dir):
     assert np.median(r["errors_mm"]) < 3.0
 
 
-@needs_weights
 @pytest.mark.slow
 def test_cli_localise_writes_corners_that_extract_reads(tmp_path):
     from spinenet_lite.cli import main

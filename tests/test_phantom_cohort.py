@@ -12,8 +12,6 @@ from spinenet_lite.errors import InputError
 from spinenet_lite.phantom import PhantomConfig, load_patient, read_cohort, synth_patient, write_cohort
 from spinenet_lite.tasks import LEVELS, TASK_NAMES
 
-pytest.importorskip("spinenet_lite.io.dicom")
-
 FAST = PhantomConfig.fast()
 
 

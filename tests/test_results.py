@@ -89,6 +89,18 @@ def test_readme_real_scan_numbers_match_the_committed_cross_validation():
     assert f"marrow {100 * acc['upper_marrow']:.1f} / {pct(acc['lower_marrow'])}" in text
 
 
+def test_markdown_table_is_the_one_writer():
+    from spinenet_lite.results import markdown_table
+
+    assert markdown_table(["a", "b"], [[1, "x|y"], ["2", 3.5]], align="-r") == (
+        "| a | b |\n| --- | ---: |\n| 1 | x\\|y |\n| 2 | 3.5 |\n")
+    assert markdown_table(["a"], [], align="c") == "| a |\n| :---: |\n"
+    with pytest.raises(ValueError, match="align"):
+        markdown_table(["a", "b"], [], align="rrr")
+    with pytest.raises(ValueError, match="cells"):
+        markdown_table(["a", "b"], [[1]])
+
+
 # ------------------------------------------------------------------------- provenance of quoted numbers
 PERCENT = re.compile(r"(?<![\w.])(\d{1,3}(?:\.\d)?)\s?%")
 

@@ -97,8 +97,6 @@ def test_input_mean_per_channel():
 
 @pytest.mark.parametrize("augment", [False, True])
 def test_resume_is_bitwise_identical(tmp_path, data, augment):
-    if augment:
-        pytest.importorskip("spinenet_lite.nn.augment")
     tr, va = data
     cfg = config(max_epochs=3, train_augment=augment)
     straight = train(cfg, tr, va, out_dir=tmp_path / "a", progress=False, model=tiny_model())

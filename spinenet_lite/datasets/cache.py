@@ -285,10 +285,56 @@ def load_cache(path: str | os.PathLike) -> DiscDataset:
 
 
 # ------------------------------------------------------------------- split
+def _random_state(seed: int) -> np.random.RandomState:
+    """A RandomState on ``seed``'s PCG64 stream: scikit-learn's splitters then shuffle exactly as
+    ``numpy.random.default_rng(seed).permutation`` does (the splits the committed results used)."""
+    return np.random.RandomState(np.random.PCG64(seed))
+
+
+def patient_folds(patients: Sequence[str] | np.ndarray, n_folds: int, seed: int) -> list[np.ndarray]:
+    """Patient-level folds: disc indices of each fold, every patient in exactly one fold.
+
+    :class:`sklearn.model_selection.GroupKFold` with ``shuffle=True``: the (sorted) unique patient
+    ids are shuffled with ``seed`` and cut into ``n_folds`` consecutive, near-equal groups (the
+    first ``n_patients % n_folds`` folds one patient larger). With ``n_folds`` equal to the number
+    of patients each fold is one patient, in the seeded order (what :func:`patient_split` cuts).
+
+    Parameters
+    ----------
+    patients : sequence of str, shape (N,)
+        Patient id of every disc (or of every item to split).
+    n_folds : int
+        Number of folds, between 2 and the number of patients.
+    seed : int
+        Seed of the shuffle.
+
+    Returns
+    -------
+    list of ndarray of int64
+        ``n_folds`` index arrays (sorted) partitioning ``range(N)``.
+
+    Raises
+    ------
+    InputError
+        ``n_folds`` below 2 or above the number of patients.
+    """
+    from sklearn.model_selection import GroupKFold
+
+    p = np.asarray(patients).astype(str)
+    n_patients = len(np.unique(p))
+    if not 2 <= n_folds <= n_patients:
+        raise InputError(f"{n_folds} folds need between 2 and {n_patients} (the number of patients) folds")
+    cv = GroupKFold(n_splits=n_folds, shuffle=True, random_state=_random_state(seed))
+    return [np.sort(test).astype(np.int64) for _, test in cv.split(p, groups=p)]
+
+
 def patient_split(patients: Sequence[str] | np.ndarray, seed: int,
                   fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split discs into train / validation / test by patient (the paper's 80:10:10).
+
+    The patients in the seeded order of :func:`patient_folds` (one patient a fold): the first
+    ``n_train`` train, the next ``n_val`` validate, the rest test.
 
     Parameters
     ----------
@@ -309,15 +355,16 @@ def patient_split(patients: Sequence[str] | np.ndarray, seed: int,
     if f.shape != (3,) or (f < 0).any() or not np.isclose(f.sum(), 1.0):
         raise InputError(f"fractions must be three non-negative numbers summing to 1; got {fractions}")
     pats = np.asarray(patients).astype(str)
-    uniq = np.unique(pats)
-    order = np.random.default_rng(seed).permutation(len(uniq))
-    n = len(uniq)
+    n = len(np.unique(pats))
     n_val, n_test = int(round(f[1] * n)), int(round(f[2] * n))
     if n >= 3:
         n_val, n_test = max(n_val, int(f[1] > 0)), max(n_test, int(f[2] > 0))
     n_train = max(n - n_val - n_test, 0)
-    groups = np.split(uniq[order], [n_train, n_train + n_val])
-    return tuple(np.nonzero(np.isin(pats, g))[0].astype(np.int64) for g in groups)  # type: ignore[return-value]
+    # one patient a fold, in the seeded order (a lone patient needs no shuffle)
+    folds = patient_folds(pats, n, seed) if n >= 2 else [np.arange(len(pats), dtype=np.int64)] * n
+    parts = [folds[:n_train], folds[n_train:n_train + n_val], folds[n_train + n_val:]]
+    return tuple(np.sort(np.concatenate(g)) if g else np.zeros(0, np.int64)  # type: ignore[return-value]
+                 for g in parts)
 
 
 # ------------------------------------------------------------ cohort -> cache

@@ -79,7 +79,7 @@ def cache_dir(path: str | os.PathLike | None = None) -> Path:
     return user_cache_dir() / "spider"
 
 
-def _copy_local(url: str, output_file, pooch_obj) -> None:  # noqa: ARG001 (pooch's signature)
+def _copy_local(url: str, output_file, _pooch_obj) -> None:  # pooch's downloader signature
     """pooch downloader for ``file://`` URLs (local mirrors, tests)."""
     import shutil
     from urllib.parse import unquote, urlparse

@@ -16,6 +16,7 @@ from .evaluation import (  # noqa: I001
     paper_reference,
     predict,
     predict_labels,
+    run_model,
 )
 from .training import (  # noqa: I001
     TrainResult,
@@ -63,6 +64,7 @@ __all__ = [
     "EvalResult",
     "evaluate",
     "predict",
+    "run_model",
     "predict_labels",
     "paper_reference",
     "DEFAULT_GRADER",

@@ -13,29 +13,22 @@ Introduced in the book's chapter 5 (evaluation).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ..config import resolve_device
 from ..errors import InputError
 from ..metrics import classification as metrics
+from ..results import markdown_table
 from ..tasks import MISSING, N_CLASSES, PAPER_INTRA_RATER, PAPER_LOOTUS, PAPER_TABLE2, TASK_NAMES, TASKS
 
-__all__ = ["EvalResult", "evaluate", "predict", "predict_labels", "paper_reference"]
+__all__ = ["EvalResult", "evaluate", "predict", "predict_labels", "paper_reference", "run_model"]
 
 N_TTA_VIEWS = 54
 """Number of test-time views: 9 crops x 2 slice flips x 3 slice windows."""
-
-
-def _resolve_device(device: Any):
-    import torch
-
-    if isinstance(device, torch.device):
-        return device
-    from ..config import resolve_device
-
-    return resolve_device(str(device))
 
 
 def _as_float_tensor(volumes: Any, device):
@@ -83,6 +76,117 @@ def _tta_views(device):
     return tta_transforms(device), apply_transforms
 
 
+def run_model(
+    model: Any,
+    volumes: Any,
+    *,
+    tta: bool = False,
+    probabilities: bool = True,
+    batch_size: int = 128,
+    device: Any = None,
+    bf16: bool = False,
+    channels_last: bool = False,
+    tasks: Sequence[str] = TASK_NAMES,
+    progress: bool | None = False,
+) -> dict[str, Any]:
+    """The one inference loop: ``model``'s outputs for every disc, in batches, without gradients.
+
+    :func:`predict` (probabilities, the paper's 54-view TTA), the training loop's
+    :func:`~spinenet_lite.engine.training.predict_logits` (plain logits, bf16 on CUDA) and
+    :func:`~spinenet_lite.explain.predict_classes` all call it.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Maps ``(B, 9, H, W)`` float32 to ``{task: (B, C_t) logits}``; moved to ``device`` and
+        run in eval mode (its training flag is restored afterwards).
+    volumes : array_like or Tensor, shape (N, 9, H, W)
+        uint8 (intensity x 255) or float in [0, 1]; numpy arrays, memory maps and tensors.
+    tta : bool
+        Average over the paper's 54 test views (see :func:`predict`); False: the plain view.
+    probabilities : bool
+        True: softmax probabilities (averaged over the views); False: logits (``tta`` False).
+    batch_size : int
+        Number of (disc, view) inputs per forward pass.
+    device : str, torch.device or None
+        See :func:`spinenet_lite.config.resolve_device`; None and ``"auto"``: the model's device.
+    bf16, channels_last : bool
+        bfloat16 autocast and the channels-last layout, on CUDA only.
+    tasks : sequence of str
+        The outputs to return (and that the model must give).
+    progress : bool or None
+        Show a tqdm bar (``None``: only on a TTY).
+
+    Returns
+    -------
+    dict of str to Tensor (N, C_t) float32 on the CPU
+    """
+    import torch
+
+    from ..progress import tqdm
+
+    if int(batch_size) < 1:
+        raise InputError(f"batch_size must be a positive integer, got {batch_size}")
+    if tta and not probabilities:
+        raise InputError("the 54-view TTA averages probabilities; pass probabilities=True")
+    batch_size = int(batch_size)
+    dev = resolve_device(device, model)
+    n = len(volumes)
+    if n == 0:
+        return {t: torch.zeros((0, N_CLASSES[t])) for t in tasks}
+    # check shape / dtype on the first disc before any work
+    _as_float_tensor(volumes[:1], "cpu")
+    cuda = dev.type == "cuda"
+    if tta:
+        views, apply = _tta_views(dev)
+        n_views = int(views.shift_x.shape[0])
+        discs_per_chunk = max(1, batch_size // n_views)
+    else:
+        n_views = 1
+        discs_per_chunk = batch_size
+
+    def outputs_of(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        if cuda and channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and bf16):
+            logits = model(x)
+        missing = [t for t in tasks if not isinstance(logits, dict) or t not in logits]
+        if missing:
+            raise InputError(f"the model's forward must return a dict of logits keyed by task names; "
+                             f"it has no output for task(s) {', '.join(missing)}")
+        if probabilities:
+            return {t: torch.softmax(logits[t].float(), dim=1) for t in tasks}
+        return {t: logits[t].float() for t in tasks}
+
+    out: dict[str, list[torch.Tensor]] = {t: [] for t in tasks}
+    bar = tqdm(total=n, desc="predict" + (" (54-view TTA)" if tta else ""), unit="disc",
+               disable=(None if progress is None else not progress), leave=False)
+    was_training = model.training
+    model = model.to(dev).eval()
+    try:
+        with torch.no_grad():
+            for lo in range(0, n, discs_per_chunk):
+                hi = min(n, lo + discs_per_chunk)
+                x = _as_float_tensor(volumes[lo:hi], dev)
+                b = hi - lo
+                if tta:
+                    x = apply(x.repeat_interleave(n_views, dim=0), _tile_transforms(views, b),
+                              intensity=False)
+                acc: dict[str, list[torch.Tensor]] = {t: [] for t in tasks}
+                for s in range(0, len(x), batch_size):
+                    o = outputs_of(x[s:s + batch_size])
+                    for t in tasks:
+                        acc[t].append(o[t])
+                for t in tasks:
+                    v = torch.cat(acc[t])
+                    out[t].append((v.reshape(b, n_views, -1).mean(dim=1) if tta else v).cpu())
+                bar.update(b)
+    finally:
+        model.train(was_training)
+        bar.close()
+    return {t: torch.cat(v) for t, v in out.items()}
+
+
 def predict(
     model: Any,
     volumes: Any,
@@ -116,59 +220,11 @@ def predict(
     dict
         ``{task: ndarray (N, C_t) float32}``, rows summing to 1, keyed by ``TASK_NAMES``.
     """
-    import torch
-
-    from ..progress import tqdm
-
     if int(batch_size) < 1:
         raise InputError(f"batch_size must be a positive integer, got {batch_size}")
-    batch_size = int(batch_size)
-    dev = _resolve_device(device)
-    n = len(volumes)
-    out = {t: np.zeros((n, N_CLASSES[t]), np.float32) for t in TASK_NAMES}
-    if n == 0:
-        return out
-    # check shape / dtype on the first disc before any work
-    _as_float_tensor(volumes[:1], "cpu")
-    model = model.to(dev).eval()
-
-    def probs_of(x: torch.Tensor) -> dict[str, torch.Tensor]:
-        logits = model(x)
-        missing = [t for t in TASK_NAMES if t not in logits]
-        if missing:
-            raise InputError(f"the model has no output for task(s) {', '.join(missing)}")
-        return {t: torch.softmax(logits[t].float(), dim=1) for t in TASK_NAMES}
-
-    if tta:
-        views, apply = _tta_views(dev)
-        n_views = int(views.shift_x.shape[0])
-        discs_per_chunk = max(1, batch_size // n_views)
-    else:
-        n_views = 1
-        discs_per_chunk = batch_size
-    bar = tqdm(total=n, desc="predict" + (" (54-view TTA)" if tta else ""), unit="disc",
-               disable=(None if progress is None else not progress), leave=False)
-    with torch.inference_mode():
-        for lo in range(0, n, discs_per_chunk):
-            hi = min(n, lo + discs_per_chunk)
-            x = _as_float_tensor(volumes[lo:hi], dev)
-            b = hi - lo
-            if tta:
-                xx = apply(x.repeat_interleave(n_views, dim=0), _tile_transforms(views, b),
-                           intensity=False)
-            else:
-                xx = x
-            acc = {t: [] for t in TASK_NAMES}
-            for s in range(0, len(xx), batch_size):
-                p = probs_of(xx[s:s + batch_size])
-                for t in TASK_NAMES:
-                    acc[t].append(p[t])
-            for t in TASK_NAMES:
-                p = torch.cat(acc[t]).reshape(b, n_views, -1).mean(dim=1)
-                out[t][lo:hi] = p.cpu().numpy()
-            bar.update(b)
-    bar.close()
-    return out
+    dev = resolve_device(device)
+    probs = run_model(model, volumes, tta=tta, batch_size=batch_size, device=dev, progress=progress)
+    return {t: probs[t].numpy() for t in TASK_NAMES}
 
 
 def predict_labels(probs: dict[str, np.ndarray]) -> np.ndarray:
@@ -276,33 +332,23 @@ class EvalResult:
         def pct(v: Any) -> str:
             return "n/a" if v is None or not np.isfinite(v) else f"{100 * v:.1f}"
 
-        lines = [
-            f"Average per-class accuracy (%) on {self.n_discs} discs of {self.n_patients} patients"
-            f" ({'54-view TTA' if self.tta else 'no TTA'}).",
-            "",
-            "| Task | Ours | n | Label-noise ceiling | Intra-rater (ours) | Paper (conv5) "
-            "| Paper intra-rater |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        for task in TASKS:
-            t = task.name
-            lines.append(
-                f"| {task.title} | {pct(self.tasks[t]['per_class_accuracy'])} | {self.tasks[t]['n']} "
-                f"| {pct((self.ceiling or {}).get(t))} | {pct((self.intra_rater or {}).get(t))} "
-                f"| {pct(self.paper['per_class_accuracy'][t])} | {pct(self.paper['intra_rater'][t])} |"
-            )
-        lines += [
-            "",
-            "Lootus's protocol (%): Pfirrmann correct within one grade; narrowing normal / abnormal.",
-            "",
-            "| Protocol | Ours | Label-noise ceiling | Paper: Lootus et al. | Paper: SpineNet |",
-            "| --- | ---: | ---: | ---: | ---: |",
-        ]
-        for k, v in self.lootus.items():
-            ref = self.paper["lootus"][k]
-            lines.append(f"| {k} | {pct(v)} | {pct((self.ceiling_lootus or {}).get(k))} "
-                         f"| {pct(ref['previous'])} | {pct(ref['spinenet'])} |")
-        return "\n".join(lines) + "\n"
+        tasks = markdown_table(
+            ["Task", "Ours", "n", "Label-noise ceiling", "Intra-rater (ours)", "Paper (conv5)",
+             "Paper intra-rater"],
+            [[task.title, pct(self.tasks[task.name]["per_class_accuracy"]), self.tasks[task.name]["n"],
+              pct((self.ceiling or {}).get(task.name)), pct((self.intra_rater or {}).get(task.name)),
+              pct(self.paper["per_class_accuracy"][task.name]), pct(self.paper["intra_rater"][task.name])]
+             for task in TASKS],
+            align="-rrrrrr")
+        lootus = markdown_table(
+            ["Protocol", "Ours", "Label-noise ceiling", "Paper: Lootus et al.", "Paper: SpineNet"],
+            [[k, pct(v), pct((self.ceiling_lootus or {}).get(k)), pct(self.paper["lootus"][k]["previous"]),
+              pct(self.paper["lootus"][k]["spinenet"])] for k, v in self.lootus.items()],
+            align="-rrrr")
+        return (f"Average per-class accuracy (%) on {self.n_discs} discs of {self.n_patients} patients"
+                f" ({'54-view TTA' if self.tta else 'no TTA'}).\n\n" + tasks + "\n"
+                "Lootus's protocol (%): Pfirrmann correct within one grade; narrowing normal / abnormal.\n\n"
+                + lootus)
 
 
 class _Rows:

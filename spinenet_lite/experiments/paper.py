@@ -26,8 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from ..config import TIER_TABLE
 from ..engine.evaluation import EvalResult, evaluate
 from ..errors import ConfigError
+from ..results import markdown_table
 from ..tasks import BRANCH_POINTS, PAPER_INTRA_RATER, PAPER_LOOTUS, PAPER_TABLE2, TASK_NAMES, TASKS
 
 __all__ = [
@@ -61,38 +63,12 @@ on their own."""
 CURVE_KEYS: tuple[str, ...] = ("epoch", "lr", "train_loss", "val_loss", "val_mean_acc")
 """Per-epoch values of every trained model kept in the results files (``models[i]["curve"]``)."""
 
-EXPERIMENT_TIERS: dict[str, dict[str, Any]] = {
-    # Seconds on a 2-core CPU for the WHOLE sweep (16 models, 16 x 54-view scorings): three
-    # patients (one each for training, validation and test), a tiny network, one epoch.
-    # Meaningless numbers; it checks the plumbing (CI, the chapter's fallback).
-    # Only two test discs are scored per model (``max_eval_discs``), 54 views each.
-    "ci": {"n_patients": 3, "width": 0.0625, "max_epochs": 1, "batch_size": 6, "eval_batch_size": 108,
-           "max_eval_discs": 2},
-    # The whole `experiment all` sweep in ~40 min on the 2-core dev CPU with ONE torch thread
-    # (less with two). 16 models instead of the training tier's one, so a narrower network,
-    # fewer patients and fewer epochs than config.TIERS["teaching"]. Measured (CPU seconds,
-    # one thread, 384 training discs): conv5 6.3 s / epoch (12 epochs: 75 s), "none" 23 s /
-    # epoch; 54-view scoring 0.5 s / disc (conv5), 1.55 s / disc ("none"). Per epoch of all
-    # 16 models ~146 s -> 12 epochs ~29 min, + 16 scorings of 48 discs ~8 min. A conv5 model
-    # at this size beats chance on held-out patients (no TTA, fold 0: Pfirrmann 55 % vs 20 %,
-    # narrowing 49 % vs 25 %, lower endplate 71 %, marrows 65-68 % vs 50 %; upper endplate
-    # at chance). Batch 16 at lr 1e-2 did NOT learn in 12 epochs; batch 32 does.
-    # Patients: the first 80 of the training tier's 150-patient cache when it exists.
-    "teaching": {"n_patients": 80, "width": 0.125, "max_epochs": 12, "batch_size": 32,
-                 "eval_batch_size": 108, "lr": 1e-2, "lr_patience": 3},
-    # The paper's network (width 1.0, config.TIERS["paper"]) on one GPU in ~8 minutes for the
-    # whole sweep, cohort synthesis included: `benchmarks/paper_tier_gpu.py` measures the
-    # throughput of every branch point first and chooses max_epochs to fit its budget (the
-    # results files record the epochs). 1200 patients (7200 discs, ~60 % of the paper's
-    # 12 018); batch 64 rather than the paper's 256 so that a run of minutes takes ~90 steps
-    # per epoch; lr 1e-2 as in the other tiers, dropped on a plateau of 3 epochs.
-    "paper": {"n_patients": 1200, "batch_size": 64, "eval_batch_size": 512, "max_epochs": 30, "lr": 1e-2,
-              "lr_patience": 3},
-}
+EXPERIMENT_TIERS: dict[str, dict[str, Any]] = {name: t["experiments"] for name, t in TIER_TABLE.items()}
 """Per-tier overrides applied on top of :func:`spinenet_lite.config.get_tier` by the
-experiments (the training tiers size ONE model; a sweep trains sixteen). Every key is a
-:class:`~spinenet_lite.config.TrainConfig` field except ``max_eval_discs`` (score only the
-first that many test discs of each model; None: all). Recorded in every results file
+experiments (the training tiers size ONE model; a sweep trains sixteen): the ``experiments``
+column of :data:`spinenet_lite.config.TIER_TABLE`, where each tier's sizes are explained. Every
+key is a :class:`~spinenet_lite.config.TrainConfig` field except ``max_eval_discs`` (score only
+the first that many test discs of each model; None: all). Recorded in every results file
 (``config`` and ``results["sizing"]``)."""
 
 SIZING_KEYS: tuple[str, ...] = ("max_eval_discs",)
@@ -327,9 +303,8 @@ def _fmt(v: Any) -> str:
 
 
 def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "| --- " + "| ---: " * (len(header) - 1) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+    """:func:`spinenet_lite.results.markdown_table`, the first column left, the numbers right."""
+    return markdown_table(header, rows, align="-" + "r" * (len(header) - 1))
 
 
 def _task_table(columns: Mapping[str, Mapping[str, Any] | None]) -> str:

@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from ..config import TIER_TABLE
+from ..datasets.cache import patient_folds
 from ..datasets.spider import (
     default_spider_dir,
     labels_from_gradings,
@@ -48,6 +50,7 @@ from ..errors import InputError, LandmarkError, WeightsError
 from ..io.scan import Scan
 from ..metrics import classification as metrics
 from ..paths import data_root
+from ..results import markdown_table as _markdown_table
 from ..tasks import LEVELS, MISSING, TASK_NAMES
 
 SOURCES: tuple[str, ...] = ("midsag", "space")
@@ -596,39 +599,10 @@ def out_of_fold(cv: Mapping[str, Any], patient: str,
 
 
 # --------------------------------------------------------- cross-validation
-SPIDER_TIERS: dict[str, dict[str, Any]] = {
-    # seconds: two folds, one epoch, centre view only
-    "ci": {"n_folds": 2, "tta": False, "scratch": {"width": 0.125, "max_epochs": 1, "batch_size": 16},
-           "finetune": {"max_epochs": 1, "batch_size": 16, "lr": 1e-3}},
-    # ~7 CPU minutes on 2 workers for the whole 5-fold run of the three recipes (one thread each);
-    # centre view only: 54 views x 178 discs x 3 recipes would cost more than the training.
-    # (6 scratch / 3 fine-tuning epochs, the first sizes, left every recipe at chance.)
-    "teaching": {"n_folds": 5, "tta": False,
-                 "scratch": {"width": 0.125, "max_epochs": 20, "batch_size": 8, "lr": 1e-2},
-                 "finetune": {"max_epochs": 10, "batch_size": 8, "lr": 2e-3}},
-    "paper": {"n_folds": 5, "tta": True,
-              "scratch": {"width": 1.0, "max_epochs": 200, "batch_size": 64, "lr": 1e-2},
-              "finetune": {"max_epochs": 60, "batch_size": 64, "lr": 1e-3}},
-}
+SPIDER_TIERS: dict[str, dict[str, Any]] = {name: t["spider_cv"] for name, t in TIER_TABLE.items()}
 """Per tier: folds, TTA, and the :class:`~spinenet_lite.config.TrainConfig` overrides of the
-from-scratch and fine-tuning recipes."""
-
-
-def patient_folds(patients: Sequence[str] | np.ndarray, n_folds: int, seed: int) -> list[np.ndarray]:
-    """Patient-level folds: disc indices of each fold, every patient in exactly one fold.
-
-    Returns
-    -------
-    list of ndarray of int64
-        ``n_folds`` index arrays (sorted) partitioning ``range(len(patients))``.
-    """
-    p = np.asarray(patients).astype(str)
-    uniq = np.unique(p)
-    if not 2 <= n_folds <= len(uniq):
-        raise InputError(f"{n_folds} folds need between 2 and {len(uniq)} (the number of patients) folds")
-    order = np.random.default_rng(seed).permutation(uniq)
-    groups = np.array_split(order, n_folds)
-    return [np.sort(np.nonzero(np.isin(p, g))[0]) for g in groups]
+from-scratch and fine-tuning recipes: the ``spider_cv`` column of
+:data:`spinenet_lite.config.TIER_TABLE`, where each tier's sizes are explained."""
 
 
 def _config(tier: str, overrides: Mapping[str, Any], seed: int) -> Any:
@@ -739,7 +713,7 @@ def cross_validate(
         pred_centre = np.full(discs.labels.shape, MISSING, np.int16)
         per_fold = []
         for k, test in enumerate(folds):
-            p, p_centre, secs = results[(recipe, k)]
+            p, p_centre, _secs = results[(recipe, k)]
             pred[test] = p
             if p_centre is not None:
                 pred_centre[test] = p_centre
@@ -816,8 +790,6 @@ def markdown_table(cv: Mapping[str, Any]) -> str:
     for key in ("pfirrmann_within_1", "narrowing_binary"):
         vals = [cv["recipes"][r][c]["lootus"][key] for r, c in columns]
         rows.append([f"Lootus {key}", *map(fmt, vals), fmt(paper.get(key)), fmt(goals.get(key))])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
     note = (f"\nPooled out-of-fold average per-class accuracy (%), {cv['n_folds']}-fold patient-level "
             f"cross-validation, {cv['n_discs']} discs of {cv['n_patients']} patients, "
             f"{'54-view TTA' if cv['tta'] else 'no test-time augmentation (centre view)'}"
@@ -829,7 +801,7 @@ def markdown_table(cv: Mapping[str, Any]) -> str:
             + ("; the slice copied into all nine positions" if cv.get("pad") == "replicate" else "")
             + ("; mid-sagittal PNGs, discs found by the localiser" if cv.get("source") == "midsag" else "")
             + ".\n")
-    return "\n".join(lines) + "\n" + note
+    return _markdown_table(head, rows) + note
 
 
 def _paper_numbers() -> dict[str, float]:
@@ -859,7 +831,6 @@ __all__ = [
     "grades_table",
     "markdown_table",
     "out_of_fold",
-    "patient_folds",
     "save_weights",
     "score",
     "single_slice",

@@ -47,6 +47,8 @@ from typing import Any
 
 import numpy as np
 
+from ..config import resolve_device
+from ..engine.evaluation import run_model
 from ..errors import InputError
 from ..tasks import get_task
 
@@ -91,17 +93,6 @@ def _check_volumes(volumes: Any, batched: bool) -> np.ndarray:
     return v
 
 
-def _resolve_device(model: Any, device: Any) -> Any:
-    import torch
-
-    if device is None or device == "auto":
-        try:
-            return next(model.parameters()).device
-        except StopIteration:
-            return torch.device("cpu")
-    return torch.device(device)
-
-
 class _EvalMode:
     """Context: model in eval mode (dropout off) on a device; restores training flag."""
 
@@ -136,14 +127,12 @@ def predict_classes(model: Any, volumes: Any, task: str, device: Any = None) -> 
     -------
     ndarray of int64, shape (N,)
     """
-    import torch
-
     _check_task(task)
     v = _check_volumes(volumes, batched=True)
-    dev = _resolve_device(model, device)
-    with _EvalMode(model), torch.no_grad():
-        s = _scores(model, torch.from_numpy(v).to(dev), task)
-    return s.argmax(dim=1).cpu().numpy().astype(np.int64)
+    # all discs in one forward pass, as the hotspots' targets were always computed
+    s = run_model(model, v, probabilities=False, batch_size=len(v), device=resolve_device(device, model),
+                  tasks=(task,))[task]
+    return s.argmax(dim=1).numpy().astype(np.int64)
 
 
 def predict_proba(model: Any, volumes: Any, task: str, device: Any = None, batch_size: int = 64
@@ -283,12 +272,6 @@ def _paper_average(g: Any, t: Any, n_aug: int) -> Any:
     return torch.where(seen > 0.5, back / seen.clamp_min(1e-6), torch.zeros_like(back))
 
 
-def _paper_maps(model: Any, v: Any, task: str, targets: Any, n_aug: int, generator: Any) -> Any:
-    """Augmentation-averaged maps for discs ``v (D,9,H,W)``: all D x n_aug views in one batch."""
-    xa, t = _paper_views(v, n_aug, generator)
-    return _paper_average(_grad_maps(model, xa, task, targets.repeat_interleave(n_aug)), t, n_aug)
-
-
 def _smoothgrad_maps(model: Any, v: Any, task: str, targets: Any, n_aug: int, seed: int) -> Any:
     import torch
     from captum.attr import NoiseTunnel, Saliency
@@ -401,7 +384,7 @@ def hotspots_batch(
     limit = 0 if views_per_pass is None else int(views_per_pass)
     v = _check_volumes(volumes, batched=True)
     n_classes = get_task(task).n_classes
-    dev = _resolve_device(model, device)
+    dev = resolve_device(device, model)
     model.to(dev)
     if targets is None:
         tg = predict_classes(model, v, task, dev)

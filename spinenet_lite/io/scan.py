@@ -121,17 +121,6 @@ class Scan:
         """Voxel size ``(slice, row, column)`` in mm."""
         return (self.slice_spacing, self.pixel_spacing[0], self.pixel_spacing[1])
 
-    def voxel_to_patient(self, index: np.ndarray) -> np.ndarray:
-        """Map voxel indices ``(..., 3)`` as ``(s, r, c)`` to patient LPS mm ``(..., 3)``."""
-        idx = np.asarray(index, dtype=np.float64)
-        s, r, c = idx[..., 0:1], idx[..., 1:2], idx[..., 2:3]
-        return (
-            self.origin
-            + s * self.slice_spacing * self.normal
-            + r * self.pixel_spacing[0] * self.column_direction
-            + c * self.pixel_spacing[1] * self.row_direction
-        )
-
     def slice_positions(self) -> np.ndarray:
         """``ImagePositionPatient`` of every slice, shape ``(S, 3)`` in mm."""
         s = np.arange(self.n_slices, dtype=np.float64)[:, None]

@@ -30,7 +30,9 @@ import torch
 from skimage.draw import polygon2mask
 from torch.nn import functional as F
 
+from ..datasets.cache import patient_folds
 from ..errors import InputError
+from ..results import markdown_table
 from ..tasks import LEVELS
 from .inference import WORK_SPACING_MM, disc_centres, localise, to_work_grid
 from .net import LocaliserNet
@@ -83,17 +85,18 @@ def split_patients(patients: list[str], seed: int = 0, n_val: int = 4,
                    n_test: int = 6) -> dict[str, list[str]]:
     """Patient-level split ``{"train", "val", "test"}`` (each list sorted numerically).
 
-    The patients are sorted, permuted with ``numpy.random.default_rng(seed)``, and the first
-    ``n_test`` go to test, the next ``n_val`` to validation, the rest to training.
+    The patients, sorted numerically, in the seeded order of
+    :func:`spinenet_lite.datasets.patient_folds` (one patient a fold): the first ``n_test`` go to
+    test, the next ``n_val`` to validation, the rest to training.
     """
-    ids = sorted(set(patients), key=lambda s: (len(s), s))
-    if len(ids) < n_val + n_test + 1:
-        raise InputError(f"need at least {n_val + n_test + 1} patients to split; got {len(ids)}")
-    order = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
-
     def key(s: str) -> tuple[int, str]:
         return (len(s), s)
 
+    ids = sorted(set(patients), key=key)
+    if len(ids) < n_val + n_test + 1:
+        raise InputError(f"need at least {n_val + n_test + 1} patients to split; got {len(ids)}")
+    rank = [f"{i:09d}" for i in range(len(ids))]  # ranks sort as ids do: the shuffle starts from that order
+    order = [ids[int(fold[0])] for fold in patient_folds(rank, len(ids), seed)]
     return {"train": sorted(order[n_test + n_val:], key=key),
             "val": sorted(order[n_test:n_test + n_val], key=key),
             "test": sorted(order[:n_test], key=key)}
@@ -495,21 +498,20 @@ def _sha256(path: Path) -> str:
 
 
 def _markdown(results: dict[str, Any]) -> str:
-    lines = ["# Vertebra localiser (teaching weights)", "",
-             f"Weights `{results['weights']}` sha256 `{results['sha256']}`, "
-             f"made by `{results['command']}`.", "",
-             "| test set | slices | true discs | found | found within 3 mm | level accuracy "
-             "| median error (mm) | p90 (mm) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = []
     for name in ("spider", "phantom"):
         for sl in ("mid_slice", "all_slices"):
             r = results.get("test", {}).get(name, {}).get(sl)
-            if not r:
-                continue
-            lines.append(f"| {name} ({r['n_studies']} studies) | {sl.replace('_', ' ')} | {r['n_true']} | "
-                         f"{r['found']:.1%} | {r['found_within_3mm']:.1%} | {r['level_accuracy']:.1%} | "
-                         f"{r['centre_error_mm_median']:.2f} | {r['centre_error_mm_p90']:.2f} |")
-    return "\n".join(lines) + "\n"
+            if r:
+                rows.append([f"{name} ({r['n_studies']} studies)", sl.replace("_", " "), r["n_true"],
+                             f"{r['found']:.1%}", f"{r['found_within_3mm']:.1%}",
+                             f"{r['level_accuracy']:.1%}", f"{r['centre_error_mm_median']:.2f}",
+                             f"{r['centre_error_mm_p90']:.2f}"])
+    header = ["test set", "slices", "true discs", "found", "found within 3 mm", "level accuracy",
+              "median error (mm)", "p90 (mm)"]
+    return ("# Vertebra localiser (teaching weights)\n\n"
+            f"Weights `{results['weights']}` sha256 `{results['sha256']}`, "
+            f"made by `{results['command']}`.\n\n" + markdown_table(header, rows))
 
 
 def run_training(out: str | os.PathLike, config: LocaliserTrainConfig | None = None, *, seed: int = 0,

@@ -83,10 +83,6 @@ class AugmentRanges:
             raise ConfigError(f"AugmentRanges.p_flip={self.p_flip!r} is not a probability in [0, 1]")
 
 
-NO_AUGMENTATION = AugmentRanges(0.0, 0.0, 0.0, 0, 1.0, 1.0, 0.0, 0.0)
-"""Ranges that draw only identity transforms."""
-
-
 @dataclass(frozen=True)
 class Transforms:
     """A batch of ``N`` per-sample transforms, as tensors on one device.

@@ -207,7 +207,6 @@ class SpineNet(nn.Module):
             if h < 1 or w < 1:
                 raise ConfigError(f"input_size={input_size} is too small for the network (after {name})")
             c_in, prev_per_task = c_out, per_task
-        self.pool_shape = (c_in, h, w)
         self.conv5_per_task = prev_per_task
 
         # Fully connected layers.
@@ -331,7 +330,7 @@ def _trace(model: SpineNet, input_shape: Sequence[int]) -> list[dict[str, Any]]:
     hooks = []
 
     def conv_hook(name: str):
-        def hook(mod: nn.Conv2d, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        def hook(mod: nn.Conv2d, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
             copies = T if model.is_per_task(name) else 1
             c, h, w = out.shape[1:]
             k = mod.kernel_size[0] * mod.kernel_size[1]
@@ -344,7 +343,7 @@ def _trace(model: SpineNet, input_shape: Sequence[int]) -> list[dict[str, Any]]:
         return hook
 
     def fc_hook(name: str):
-        def hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        def hook(mod: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
             copies = T if model.is_per_task(name) else 1
             f_out = out.shape[-1]
             f_in = mod.in_features
