@@ -239,6 +239,10 @@ class TrainConfig:
         return dataclasses.replace(base, **d)
 
 
+HOTSPOT_METHODS: tuple[str, ...] = ("paper", "gradient", "smoothgrad", "gradcam", "integrated_gradients",
+                                   "occlusion")
+"""The hotspot methods of :func:`spinenet_lite.explain.saliency.hotspots` (occlusion last: the slow one)."""
+
 TIER_TABLE: dict[str, dict[str, dict[str, Any]]] = {
     "ci": {
         # seconds on a 2-core CPU: tiny network, 10 patients (60 discs), 2 epochs
@@ -254,7 +258,10 @@ TIER_TABLE: dict[str, dict[str, dict[str, Any]]] = {
         "spider_cv": {"n_folds": 2, "tta": False,
                       "scratch": {"width": 0.125, "max_epochs": 1, "batch_size": 16},
                       "finetune": {"max_epochs": 1, "batch_size": 16, "lr": 1e-3}},
-        "hotspot_quality": {"max_discs": 6, "sanity_discs": 2, "n_aug": 8},
+        # seconds; occlusion (4-8 s a disc on a CPU) is left out
+        "hotspot_quality": {"max_discs": 6, "sanity_discs": 2, "n_aug": 8, "counterfactual_discs": 1,
+                            "deletion_discs": 2, "second_cohort_patients": 3, "rule_patients": 2000,
+                            "methods": HOTSPOT_METHODS[:-1]},
     },
     "teaching": {
         # a laptop CPU in well under 30 minutes: width 0.25 / conv5 trains at ~16 samples/s on ONE
@@ -279,7 +286,9 @@ TIER_TABLE: dict[str, dict[str, dict[str, Any]]] = {
         "spider_cv": {"n_folds": 5, "tta": False,
                       "scratch": {"width": 0.125, "max_epochs": 20, "batch_size": 8, "lr": 1e-2},
                       "finetune": {"max_epochs": 10, "batch_size": 8, "lr": 2e-3}},
-        "hotspot_quality": {"max_discs": 60, "sanity_discs": 8, "n_aug": 32},
+        "hotspot_quality": {"max_discs": 60, "sanity_discs": 8, "n_aug": 32, "counterfactual_discs": 20,
+                            "deletion_discs": 20, "second_cohort_patients": 100, "rule_patients": 5000,
+                            "methods": HOTSPOT_METHODS},
     },
     "paper": {
         # the paper's network on a GPU (~8 GFLOP per training sample at conv5). Measured on an H200
@@ -298,7 +307,9 @@ TIER_TABLE: dict[str, dict[str, dict[str, Any]]] = {
         "spider_cv": {"n_folds": 5, "tta": True,
                       "scratch": {"width": 1.0, "max_epochs": 200, "batch_size": 64, "lr": 1e-2},
                       "finetune": {"max_epochs": 60, "batch_size": 64, "lr": 1e-3}},
-        "hotspot_quality": {"max_discs": 200, "sanity_discs": 16, "n_aug": 32},
+        "hotspot_quality": {"max_discs": 200, "sanity_discs": 16, "n_aug": 32, "counterfactual_discs": 100,
+                            "deletion_discs": 100, "second_cohort_patients": 300, "rule_patients": 20000,
+                            "methods": HOTSPOT_METHODS},
     },
 }
 """The one tier table: every size of every tier, per part of the project.
@@ -313,7 +324,10 @@ TIER_TABLE: dict[str, dict[str, dict[str, Any]]] = {
     Folds, TTA, and the TrainConfig overrides of the from-scratch and fine-tuning recipes of
     the SPIDER cross-validation: :data:`spinenet_lite.experiments.spider_cv.SPIDER_TIERS`.
 ``hotspot_quality``
-    Discs scored per task, discs of the sanity checks, augmented copies per hotspot.
+    Discs scored per task, discs of the sanity checks, augmented copies per hotspot, discs of
+    the counterfactual and deletion tests, patients of the second (decorrelated) cohort and of
+    the shortcut rule, hotspot methods compared:
+    :data:`spinenet_lite.experiments.hotspot_quality` reads them.
 """
 
 TIERS: dict[str, TrainConfig] = {name: TrainConfig(tier=name, **t["train"]) for name, t in TIER_TABLE.items()}

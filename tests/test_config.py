@@ -28,7 +28,7 @@ def test_one_tier_table():
         assert TIERS[name] == TrainConfig(tier=name, **t["train"])
         assert paper.EXPERIMENT_TIERS[name] is t["experiments"]
         assert spider_cv.SPIDER_TIERS[name] is t["spider_cv"]
-        assert hotspot_quality._TIER_SIZES[name] == t["hotspot_quality"]  # until it reads the table
+        assert hotspot_quality._TIER_SIZES[name] == t["hotspot_quality"]
     # the values the committed results were made with
     assert TIERS["teaching"].replace(**TIER_TABLE["teaching"]["experiments"]).width == 0.125
     assert TIER_TABLE["paper"]["spider_cv"]["finetune"] == {"max_epochs": 60, "batch_size": 64, "lr": 1e-3}

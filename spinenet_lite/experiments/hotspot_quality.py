@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import TIER_TABLE
 from ..errors import InputError
 from ..explain.saliency import HOTSPOT_METHODS
 from ..explain.sanity import cascading_randomization, layer_groups, reinitialize_  # noqa: F401
@@ -82,17 +83,7 @@ _COUNTS = {"specificity": "n_specificity", "lesion_reliance": "n_counterfactual"
            "deletion_gap": "n_deletion"}
 
 # Per tier: discs per task scored / in each test; patients of the second cohort and of the rule.
-_TIER_SIZES: dict[str, dict[str, Any]] = {
-    "ci": {"max_discs": 6, "sanity_discs": 2, "n_aug": 8, "counterfactual_discs": 1, "deletion_discs": 2,
-           "second_cohort_patients": 3, "rule_patients": 2000,
-           "methods": ("paper", "gradient", "smoothgrad", "gradcam", "integrated_gradients")},
-    "teaching": {"max_discs": 60, "sanity_discs": 8, "n_aug": 32, "counterfactual_discs": 20,
-                 "deletion_discs": 20, "second_cohort_patients": 100, "rule_patients": 5000,
-                 "methods": METHODS},
-    "paper": {"max_discs": 200, "sanity_discs": 16, "n_aug": 32, "counterfactual_discs": 100,
-              "deletion_discs": 100, "second_cohort_patients": 300, "rule_patients": 20000,
-              "methods": METHODS},
-}
+_TIER_SIZES: dict[str, dict[str, Any]] = {name: t["hotspot_quality"] for name, t in TIER_TABLE.items()}
 
 
 # --------------------------------------------------------------------------------------

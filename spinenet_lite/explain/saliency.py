@@ -47,14 +47,10 @@ from typing import Any
 
 import numpy as np
 
-from ..config import resolve_device
+from ..config import HOTSPOT_METHODS, resolve_device
 from ..engine.evaluation import run_model
 from ..errors import InputError
 from ..tasks import get_task
-
-HOTSPOT_METHODS: tuple[str, ...] = ("paper", "gradient", "smoothgrad", "gradcam", "integrated_gradients",
-                                    "occlusion")
-"""Names accepted by ``method=``."""
 
 OCCLUSION_WINDOW: tuple[int, int, int] = (9, 16, 16)
 """Occlusion patch (slices, rows, columns) in voxels."""
@@ -153,19 +149,14 @@ def predict_proba(model: Any, volumes: Any, task: str, device: Any = None, batch
     ndarray of float64, shape (N, C)
         Rows sum to 1.
     """
-    import torch
 
     _check_task(task)
     v = _check_volumes(volumes, batched=True)
     if int(batch_size) < 1:
         raise InputError(f"batch_size must be at least 1, got {batch_size}")
-    dev = _resolve_device(model, device)
-    out = []
-    with _EvalMode(model), torch.no_grad():
-        for s in range(0, v.shape[0], int(batch_size)):
-            x = torch.from_numpy(v[s:s + int(batch_size)]).to(dev)
-            out.append(torch.softmax(_scores(model, x, task).float(), dim=1).cpu().numpy())
-    return np.concatenate(out).astype(np.float64)
+    probs = run_model(model, v, probabilities=True, batch_size=int(batch_size),
+                      device=resolve_device(device, model), tasks=(task,))[task]
+    return probs.double().numpy()
 
 
 def _grad_maps(model: Any, x: Any, task: str, targets: Any) -> Any:
