@@ -17,6 +17,15 @@ from .evaluation import (  # noqa: I001
     predict,
     predict_labels,
 )
+from .grading import (  # noqa: I001
+    GRADING_RULE,
+    STUDY_KINDS,
+    default_grading,
+    default_pad,
+    grading_for_kind,
+    grading_record,
+    study_kind,
+)
 from .training import (  # noqa: I001
     TrainResult,
     build_model,
@@ -65,6 +74,13 @@ __all__ = [
     "predict",
     "predict_labels",
     "paper_reference",
+    "GRADING_RULE",
+    "STUDY_KINDS",
+    "default_grading",
+    "default_pad",
+    "grading_for_kind",
+    "grading_record",
+    "study_kind",
     "DEFAULT_GRADER",
     "DEFAULT_LOCALISER",
     "ONE_SLICE_GRADER",
