@@ -292,9 +292,8 @@ def build_discs(
         ``{patient: reason}`` (studies skipped), ``ungraded`` (extracted discs with no
         grading row), ``studies`` ``{patient: {"study_kind", "pad"}}`` (every study extracted).
     """
-    from ..progress import tqdm
-
     from ..engine.grading import default_pad, study_kind
+    from ..progress import tqdm
 
     if source not in SOURCES:
         raise InputError(f"unknown source {source!r}; use one of {', '.join(SOURCES)}")
