@@ -117,12 +117,22 @@ def _tiny_model(seed: int = 0):
 
 def test_build_discs_midsag_single_slice(fake_spider):
     root, corners = fake_spider
-    discs, rep = se.build_discs(root, source="midsag", corners=corners, progress=False)
+    discs, rep = se.build_discs(root, source="midsag", corners=corners, progress=False, pad="zero")
     assert rep["n_studies"] == 3 and not rep["failed"]
+    assert rep["studies"]["3"] == {"study_kind": "one_slice", "pad": "zero"}
     assert len(discs) >= 12 and discs.volumes.dtype == np.uint8
     assert discs.volumes.shape[1:] == (9, 112, 224)
     assert discs.volumes[:, 4].mean() > 20          # the centre slice is filled
     assert not discs.volumes[:, [0, 1, 2, 3, 5, 6, 7, 8]].any()  # the rest is zero padding
+    # by default a one-slice study is padded as predict pads it: the slice in all nine positions
+    ruled, rep2 = se.build_discs(root, source="midsag", corners=corners, progress=False)
+    assert set(st["pad"] for st in rep2["studies"].values()) == {"replicate"}
+    assert all((ruled.volumes[:, z] == ruled.volumes[:, 4]).all() for z in range(9))
+    np.testing.assert_array_equal(ruled.volumes[:, 4], discs.volumes[:, 4])
+    # the hand-crafted features' context patches come along, one per disc
+    assert discs.context.shape == (len(discs), 112, 336)
+    assert discs.context_corners.shape == (len(discs), 2, 4, 2)
+    assert np.isfinite(discs.context_scale_mm).all() and (discs.context_scale_mm > 0).all()
     assert (discs.labels[:, NAR] == MISSING).all()
     # labels joined by (patient, level): patient "3" (k=0) level i has Pfirrmann class i % 5
     for j in np.nonzero(discs.patients == "3")[0]:
@@ -151,8 +161,11 @@ def _first_study(root, corners):
 
 def test_evaluate_spider_output_format(fake_spider, tmp_path):
     root, corners = fake_spider
-    out = se.evaluate_spider(root, weights=_tiny_model(), corners=corners, tta=False, progress=False)
-    assert set(out) == {"n_studies", "n_discs", "tasks", "lootus"}
+    out = se.evaluate_spider(root, weights=_tiny_model(), corners=corners, tta=False, progress=False,
+                             pad="zero")
+    assert set(out) == {"n_studies", "n_discs", "tasks", "lootus", "grading"}
+    assert out["grading"] == [{"grader": "<model in memory>", "path": None, "sha256": None, "pad": "zero",
+                               "study_kind": "one_slice", "n_studies": 3, "n_discs": out["n_discs"]}]
     assert out["n_studies"] == 3 and out["n_discs"] >= 12
     assert "narrowing" not in out["tasks"]
     assert set(out["tasks"]) <= set(se.SCORED_TASKS) and "pfirrmann" in out["tasks"]
@@ -163,10 +176,10 @@ def test_evaluate_spider_output_format(fake_spider, tmp_path):
     json.dumps(out)
     with pytest.raises(WeightsError, match="not found"):
         se.evaluate_spider(root, weights=tmp_path / "none.pt", corners=corners)
-    # one-slice PNGs: replicating the slice gives the model other inputs, hence (here) other scores
-    rep = se.evaluate_spider(root, weights=_tiny_model(), corners=corners, tta=False, progress=False,
-                             pad="replicate")
-    assert rep["n_discs"] == out["n_discs"] and rep != out
+    # one-slice PNGs: replicating the slice (the rule's default) gives the model other inputs
+    rep = se.evaluate_spider(root, weights=_tiny_model(), corners=corners, tta=False, progress=False)
+    assert rep["n_discs"] == out["n_discs"] and rep["tasks"] != out["tasks"]
+    assert rep["grading"][0]["pad"] == "replicate"
     vols, _, _ = se.study_discs(*_first_study(root, corners), pad="replicate")
     assert all((vols[:, z] == vols[:, 4]).all() for z in range(9))
     with pytest.raises(InputError, match="padding"):
@@ -200,7 +213,7 @@ def test_save_weights_round_trip_and_cli(fake_spider, tmp_path, monkeypatch):
 def test_fit_and_cross_validate_ci(fake_spider, monkeypatch, tmp_path):
     root, corners = fake_spider
     torch.set_num_threads(1)
-    discs, _ = se.build_discs(root, corners=corners, progress=False)
+    discs, _ = se.build_discs(root, corners=corners, progress=False, pad="zero")
     syn = se.save_weights(_tiny_model(2), tmp_path / "syn.pt")
     monkeypatch.setitem(se.SPIDER_TIERS["ci"], "scratch", {"width": 0.0625, "max_epochs": 1, "batch_size": 8})
     with warnings.catch_warnings():
@@ -315,3 +328,103 @@ def test_real_spider_space_discs(spider_dir, tmp_path):
     assert not discs.volumes[:, 0].any() and discs.volumes[:, 4].any()
     again = se.cached_discs(spider_dir, source="space", cache_dir=tmp_path, patients=ids)
     np.testing.assert_array_equal(again.volumes, discs.volumes)
+
+
+# ------------------------------------------------- one rule: evaluate-spider and predict agree
+@pytest.fixture(scope="module")
+def both_kinds(tmp_path_factory):
+    """A SPIDER-layout folder with one patient as a mid-sagittal PNG and as T2 SPACE slices."""
+    from PIL import Image
+
+    from spinenet_lite.phantom import PhantomConfig, synth_patient
+
+    root = tmp_path_factory.mktemp("spider_kinds")
+    st = synth_patient(0, 9, PhantomConfig.fast())
+    vol = st.scan.volume
+    img8 = (255 * (vol - vol.min()) / (vol.max() - vol.min())).astype(np.uint8)
+    (root / "t2_midsag").mkdir()
+    Image.fromarray(img8[st.mid_slice]).save(root / "t2_midsag" / "7_t2.png")
+    for sub in ("images", "masks"):
+        (root / "t2_space" / sub).mkdir(parents=True)
+    for k in range(len(img8)):
+        Image.fromarray(img8[k]).save(root / "t2_space" / "images" / f"7_t2_SPACE_slice{k}.png")
+        Image.fromarray(np.zeros_like(img8[k])).save(root / "t2_space" / "masks" / f"7_t2_SPACE_slice{k}.png")
+    ps, ss = st.scan.pixel_spacing, st.scan.slice_spacing
+    (root / "overview.csv").write_text(
+        "new_file_name,PixelSpacing,SpacingBetweenSlices,SliceThickness\n"
+        f'7_t2,"[{ps[0]}, {ps[1]}]",{ss},{ss}\n7_t2_SPACE,"[{ps[0]}, {ps[1]}]",{ss},{ss}\n')
+    rows = [f"7,{len(LEVELS) - i},0,0,0,0,0,{i % 2},0,{1 + i % 5}" for i in range(len(LEVELS))]
+    (root / "radiological_gradings.csv").write_text(
+        "Patient,IVD label,Modic,UP endplate,LOW endplate,Spondylolisthesis,Disc herniation,"
+        "Disc narrowing,Disc bulging,Pfirrman grade\n" + "\n".join(rows) + "\n")
+    return root, st
+
+
+@pytest.fixture
+def tiny_registry(tmp_path, monkeypatch):
+    """The three shipped grader names resolved to tiny random models (their hashes recorded)."""
+    import dataclasses
+
+    from spinenet_lite.engine import weights as W
+
+    folder = tmp_path / "weights"
+    for k, name in enumerate((W.ONE_SLICE_GRADER, W.REAL_GRADER, W.DEFAULT_GRADER)):
+        path = se.save_weights(_tiny_model(k), folder / W.REGISTRY[name].filename)
+        entry = dataclasses.replace(W.REGISTRY[name], sha256=W.sha256_file(path))
+        monkeypatch.setitem(W.REGISTRY, name, entry)
+    monkeypatch.setenv("SPINENET_WEIGHTS_DIR", str(folder))
+    return folder
+
+
+def test_evaluate_spider_and_predict_agree_on_every_study_kind(both_kinds, tiny_registry, tmp_path):
+    """The same study kind gets the same grader (name and sha256) and padding from both paths."""
+    import dataclasses
+
+    from spinenet_lite.app import predict
+    from spinenet_lite.datasets.spider import read_midsag
+    from spinenet_lite.engine.grading import GRADING_RULE, default_grading
+    from spinenet_lite.engine.weights import sha256_file
+    from spinenet_lite.io.dicom import write_dicom_series
+
+    root, st = both_kinds
+    mid = st.corners[:, st.mid_slice:st.mid_slice + 1]
+    run = {"device": "cpu", "hotspots": False, "tta": False, "progress": False, "report": False}
+    # a one-slice study: the mid-sagittal PNG
+    ev = se.evaluate_spider(root, source="midsag", corners={"7": mid}, tta=False, progress=False)
+    png = read_midsag("7", root)
+    pred = predict(root / "t2_midsag" / "7_t2.png", None, spacing_mm=png.pixel_spacing, corners=mid, **run)
+    # a multi-slice real study: the T2 SPACE slices (evaluate-spider), a real DICOM series (predict)
+    ev3 = se.evaluate_spider(root, source="space", corners={"7": st.corners}, tta=False, progress=False)
+    real = dataclasses.replace(st.scan, source="scanner", manufacturer="SIEMENS")
+    write_dicom_series(real, tmp_path / "dcm")
+    pred3 = predict(tmp_path / "dcm", None, corners=st.corners, **run)
+    for out, p, kind in ((ev, pred, "one_slice"), (ev3, pred3, "real")):
+        (g,) = out["grading"]
+        name, pad = GRADING_RULE[kind]
+        sha = sha256_file(tiny_registry / f"{name}.pt")
+        assert (g["study_kind"], g["grader"], g["sha256"], g["pad"]) == (kind, name, sha, pad)
+        assert (p.weights["name"], p.weights["sha256"], p.pad) == (name, sha, pad)
+        assert g["n_studies"] == 1 and g["n_discs"] == out["n_discs"] >= 4
+    assert default_grading(png)[:2] == GRADING_RULE["one_slice"]
+    # the evaluation's disc volumes are what that padding makes: the PNG's slice in all nine positions
+    discs, rep = se.build_discs(root, source="midsag", corners={"7": mid}, progress=False)
+    assert rep["studies"]["7"] == {"study_kind": "one_slice", "pad": "replicate"}
+    assert (discs.volumes == discs.volumes[:, 4:5]).all()
+    # a grader the caller names is used for every study and recorded as such
+    forced = se.evaluate_spider(root, source="midsag", corners={"7": mid}, tta=False, progress=False,
+                                weights="spinenet_real", pad="zero")
+    assert [(g["grader"], g["pad"]) for g in forced["grading"]] == [("spinenet_real", "zero")]
+
+
+def test_evaluate_spider_cli_records_the_grading(both_kinds, tiny_registry, tmp_path, monkeypatch):
+    from spinenet_lite.cli import main
+    from spinenet_lite.engine.weights import ONE_SLICE_GRADER, sha256_file
+
+    root, st = both_kinds
+    mid = st.corners[:, st.mid_slice:st.mid_slice + 1]
+    monkeypatch.setattr(se, "_localise_corners", lambda scan, weights, device: mid)
+    out = tmp_path / "r.json"
+    assert main(["evaluate-spider", str(root), "--out", str(out), "--no-tta"]) == 0
+    (g,) = json.loads(out.read_text())["grading"]
+    assert g["grader"] == ONE_SLICE_GRADER and g["pad"] == "replicate"
+    assert g["sha256"] == sha256_file(tiny_registry / f"{ONE_SLICE_GRADER}.pt")

@@ -1,5 +1,9 @@
 """What a study is and what it needs: loading any supported input, and choosing the grader,
-the slice padding and the slab thickness from the study itself."""
+the slice padding and the slab thickness from the study itself.
+
+The grader and padding come from the one rule of :mod:`spinenet_lite.engine.grading`
+(:func:`default_grading` is re-exported here), shared with ``evaluate-spider`` and
+``experiment-spider``."""
 
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine.weights import DEFAULT_GRADER, ONE_SLICE_GRADER, REAL_GRADER
+from ..engine.grading import default_grading
 from ..errors import InputError
 from ..io.scan import Scan
 
@@ -35,44 +39,6 @@ into :data:`SLAB_MM` slabs before grading, unless the caller says otherwise."""
 SLAB_MM: float = 4.0
 """Slab thickness thin slices are averaged into: a clinical sagittal T2 slice (the paper's
 series; ``spinenet_real`` was trained on T2 SPACE slices averaged so)."""
-
-def default_grading(scan: Scan, weights: str | os.PathLike | None = None,
-                    pad: str | None = None) -> tuple[str | os.PathLike, str, list[str]]:
-    """The grader and slice padding :func:`predict` uses for ``scan`` when not given.
-
-    A study with one slice gets :data:`~spinenet_lite.engine.weights.ONE_SLICE_GRADER` and
-    ``"replicate"`` padding (the slice in all nine positions, as that model was trained); a
-    synthetic-cohort study (:attr:`~spinenet_lite.io.scan.Scan.is_phantom`)
-    :data:`~spinenet_lite.engine.weights.DEFAULT_GRADER` (the synthetic grader); any other (real)
-    study :data:`~spinenet_lite.engine.weights.REAL_GRADER`; both with the paper's zero padding. A
-    value the caller gives is kept.
-
-    Returns
-    -------
-    weights : str or path
-    pad : {"zero", "replicate"}
-    notes : list of str
-        One line per choice made here, for the report.
-    """
-    one_slice = scan.volume.shape[0] == 1
-    notes = []
-    if weights is None:
-        if one_slice:
-            weights = ONE_SLICE_GRADER
-            notes.append(f"one-slice study: graded with {ONE_SLICE_GRADER}, the real-scan model for single "
-                         "mid-sagittal slices (--weights chooses another)")
-        elif scan.is_phantom:
-            weights = DEFAULT_GRADER
-        else:
-            weights = REAL_GRADER
-            notes.append(f"a real (not synthetic) study: graded with {REAL_GRADER}, the model fine-tuned on "
-                         "real SPIDER scans (--weights spinenet_synthetic chooses the synthetic one)")
-    if pad is None:
-        pad = "replicate" if one_slice else "zero"
-        if one_slice:
-            notes.append("one-slice study: the slice is copied into all nine disc-volume positions "
-                         "(--pad zero gives the paper's zero padding)")
-    return weights, pad, notes
 
 
 def slab_thickness(scan: Scan, slab_mm: float | None = None) -> tuple[float | None, list[str]]:

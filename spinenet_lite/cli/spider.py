@@ -18,52 +18,63 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Localise, extract and grade (54-view test-time augmentation) every graded disc of "
             "every T2 study in a folder with the SPIDER layout, then score per task (average "
-            "per-class accuracy, n, confusion) and with Lootus's protocol."
+            "per-class accuracy, n, confusion) and with Lootus's protocol. Each study gets the grader "
+            "and slice padding `predict` gives it (spinenet_lite.engine.grading): a mid-sagittal PNG "
+            "spinenet_real_2d with its slice in all nine positions, a T2 SPACE study spinenet_real "
+            "zero-padded; the results file records them (name, sha256, padding)."
         ),
     )
     p.add_argument("data_dir", type=Path,
                    help="folder with radiological_gradings.csv, overview.csv, t2_midsag/")
     p.add_argument("--out", required=True, type=Path, help="results JSON to write")
-    p.add_argument("--weights", type=Path, default=None,
-                   help="checkpoint (default: the shipped data/weights/spinenet_real.pt; "
-                        "data/weights/spinenet_real_2d.pt with --pad replicate grades the PNGs better, "
-                        "but was trained on all of them: in-sample)")
+    p.add_argument("--weights", default=None,
+                   help="one grader for every study: a shipped name or a checkpoint (default: each study's "
+                        "grader as predict chooses it; the shipped real-scan graders were trained on the "
+                        "shared SPIDER subset, so their scores there are in-sample)")
     p.add_argument("--device", default="cpu", help='"cpu" (default), "cuda" or "auto"')
     p.add_argument("--source", default="midsag", choices=("midsag", "space"),
                    help="mid-sagittal PNGs with the localiser (default) or T2 SPACE with mask corners")
     p.add_argument("--no-tta", action="store_true", help="score the centre view only")
-    p.add_argument("--pad", choices=("zero", "replicate"), default="zero",
-                   help="disc-volume slices a study does not cover: empty as the paper does (default), or "
-                        "copies of the nearest slice (better for the one-slice mid-sagittal PNGs)")
+    p.add_argument("--pad", choices=("zero", "replicate"), default=None,
+                   help="disc-volume slices a study does not cover: empty as the paper does, or copies of "
+                        "the nearest slice (default: as predict pads the study: replicate for one slice, "
+                        "else zero)")
     p.set_defaults(func=run_evaluate)
 
     q = subparsers.add_parser(
         "experiment-spider",
-        help="5-fold patient-level cross-validation on SPIDER: scratch, zero-shot, fine-tuned",
+        help="5-fold patient-level cross-validation on SPIDER: scratch, zero-shot, fine-tuned, baseline",
         description=(
             "Cross-validate (a) SpineNet trained on SPIDER from scratch, (b) the synthetic-cohort "
             "model zero-shot and (c) synthetic pre-training then SPIDER fine-tuning; write "
             "data/results/spider_cv_<tier>.json (+ .md) and, with --save-weights, train the best "
-            "recipe on all discs and save it."
+            "recipe on all discs and save it. `--recipes baseline` cross-validates the classical "
+            "baseline (hand-crafted features of each disc on the mid-sagittal PNGs, gradient-boosted "
+            "trees) on the same patient folds and writes results.baseline of "
+            "data/results/spider_recipes_<tier>.json."
         ),
     )
     q.add_argument("--tier", default="teaching", choices=("ci", "teaching", "paper"))
     q.add_argument("--data-dir", type=Path, default=None, help="SPIDER folder (default: the shared one)")
-    q.add_argument("--source", default="space", choices=("midsag", "space"),
-                   help="discs from T2 SPACE masks (default) or mid-sagittal PNGs with the localiser")
+    q.add_argument("--source", default=None, choices=("midsag", "space"),
+                   help="discs from T2 SPACE masks (default for the CNN recipes) or mid-sagittal PNGs with "
+                        "the localiser (default, and the only source, for the baseline)")
     q.add_argument("--slices", default="centre", choices=("centre", "all", "mixed"),
                    help="space only: keep the centre slice of each disc volume (default; like a mid-sagittal "
                         "PNG), all slices (the 1 mm T2 SPACE slices resampled to 4 mm, zero-padded to 9), or "
                         "mixed: all slices, and the trained recipes also learn from each disc's centre slice "
                         "alone; scored on both")
-    q.add_argument("--pad", choices=("zero", "replicate"), default="zero",
-                   help="slice positions a disc volume does not cover: zeros as the paper does (default), or "
-                        "copies of the nearest slice: with --source midsag (or space with centre slices) "
-                        "a model for single 2D images, trained and scored on the slice in all nine positions")
+    q.add_argument("--pad", choices=("zero", "replicate"), default=None,
+                   help="slice positions a disc volume does not cover: zeros as the paper does, or copies of "
+                        "the nearest slice (a model for single 2D images, trained and scored on the slice in "
+                        "all nine positions); default: as predict pads the study (replicate for the "
+                        "one-slice mid-sagittal PNGs, zero for T2 SPACE)")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--synthetic", type=Path, default=None,
                    help="synthetic-cohort checkpoint (default data/weights/spinenet_synthetic.pt)")
-    q.add_argument("--recipes", default="scratch,zero_shot,finetune", help="comma-separated recipes")
+    q.add_argument("--recipes", default="scratch,zero_shot,finetune",
+                   help="comma-separated recipes: scratch, zero_shot, finetune, and baseline (the classical "
+                        "model, written to spider_recipes_<tier>.json)")
     q.add_argument("--save-weights", type=Path, default=None,
                    help="train the best recipe on every disc and save it here")
     q.add_argument("--out-dir", type=Path, default=None, help="results folder (default data/results)")
@@ -88,8 +99,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(to_jsonable(out), indent=2) + "\n")
     acc = ", ".join(f"{t} {100 * v['per_class_accuracy']:.1f}" for t, v in out["tasks"].items())
-    print(f"{out['n_discs']} discs of {out['n_studies']} studies in {time.perf_counter() - start:.0f} s: "
-          f"{acc}; Lootus Pfirrmann +-1 {100 * out['lootus']['pfirrmann_within_1']:.1f}, "
+    used = "; ".join(f"{g['n_studies']} {g['study_kind'].replace('_', '-')} studies: {g['grader']}, "
+                     f"{g['pad']} padding" for g in out["grading"])
+    print(f"{out['n_discs']} discs of {out['n_studies']} studies in {time.perf_counter() - start:.0f} s "
+          f"({used}): {acc}; Lootus Pfirrmann +-1 {100 * out['lootus']['pfirrmann_within_1']:.1f}, "
           f"binary narrowing {100 * out['lootus']['narrowing_binary']:.1f} -> {args.out}")
     return 0
 
@@ -106,23 +119,34 @@ def run_experiment(args: argparse.Namespace) -> int:
         goals_check,
         markdown_table,
         save_weights,
+        source_pad,
     )
     from ..results import git_commit, write_results
 
     commit = git_commit()  # the code that runs, read before a run that may outlast a commit
     recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
-    bad = [r for r in recipes if r not in RECIPES]
+    bad = [r for r in recipes if r not in (*RECIPES, "baseline")]
     if bad:
-        raise InputError(f"unknown recipe(s) {', '.join(bad)}; use {', '.join(RECIPES)}")
+        raise InputError(f"unknown recipe(s) {', '.join(bad)}; use {', '.join((*RECIPES, 'baseline'))}")
+    if args.source is None:
+        args.source = "midsag" if "baseline" in recipes else "space"
+    if "baseline" in recipes:
+        if args.source != "midsag" or args.slices != "centre":
+            raise InputError("the baseline measures each disc on the mid-sagittal PNGs: use it with --source "
+                             "midsag (the default for --recipes baseline) and --slices centre")
+        _run_baseline(args, commit)
+        recipes = [r for r in recipes if r != "baseline"]
+        if not recipes:
+            return 0
     start = time.perf_counter()
     if args.slices != "centre" and args.source != "space":
         raise InputError(f"--slices {args.slices} needs --source space (a mid-sagittal PNG is one slice)")
     mixed = args.slices == "mixed"
-    if args.pad != "zero" and args.slices != "centre":
+    if args.pad not in (None, "zero") and args.slices != "centre":
         raise InputError(f"--pad {args.pad} applies to one-slice discs: use it with --slices centre")
+    args.pad = source_pad(args.source, args.pad)  # the one rule's padding when not given
     discs = cached_discs(args.data_dir, source=args.source, cache_dir=args.cache_dir, progress=None,
-                         **({} if args.slices == "centre" else {"centre_only": False}),
-                         **({} if args.pad == "zero" else {"pad": args.pad}))
+                         pad=args.pad, **({} if args.slices == "centre" else {"centre_only": False}))
     cv = cross_validate(discs, tier=args.tier, seed=args.seed, recipes=recipes, synthetic=args.synthetic,
                         workers=args.workers, progress=None, single_slice_copies=mixed)
     for r in recipes:
@@ -163,6 +187,40 @@ def run_experiment(args: argparse.Namespace) -> int:
     print(md, end="")
     print(f"-> {path}")
     return 0
+
+
+def _run_baseline(args: argparse.Namespace, commit: str) -> None:
+    """``experiment-spider --recipes baseline``: the classical baseline into spider_recipes_<tier>.json."""
+    from ..experiments.spider_baseline import (
+        BASELINE_TIERS,
+        baseline_markdown,
+        baseline_summary,
+        cnn_reference,
+        cross_validate_baseline,
+        same_folds,
+        write_recipes_section,
+    )
+    from ..experiments.spider_cv import SPIDER_TIERS, cached_discs, source_pad
+
+    start = time.perf_counter()
+    pad = source_pad("midsag", args.pad)
+    discs = cached_discs(args.data_dir, source="midsag", cache_dir=args.cache_dir, progress=None, pad=pad)
+    cv = cross_validate_baseline(discs, tier=args.tier, seed=args.seed)
+    cnn = cnn_reference(args.tier, args.out_dir)
+    match = same_folds(cv, cnn, args.seed)
+    wall = time.perf_counter() - start
+    cv["folds_match_cnn"] = match
+    cv["command"] = (f"spinenet-lite experiment-spider --tier {args.tier} --recipes baseline "
+                     f"--seed {args.seed}" + (f" --data-dir {args.data_dir}" if args.data_dir else ""))
+    md = baseline_markdown(cv, cnn, match) + f"\nCommand: `{cv['command']}` ({wall:.0f} s wall time).\n"
+    config = {"model": "HistGradientBoostingClassifier", "class_weight": "balanced",
+              "trees": BASELINE_TIERS[args.tier], "n_folds": SPIDER_TIERS[args.tier]["n_folds"],
+              "source": "midsag", "disc_cache_pad": pad, "features": cv["feature_names"]}
+    path = write_recipes_section("baseline", baseline_summary(cv["pooled"]), cv, tier=args.tier,
+                                 config=config, seed=args.seed, wall_time_s=wall, out_dir=args.out_dir,
+                                 markdown=md, commit=commit)
+    print(md, end="")
+    print(f"-> {path}")
 
 
 def _mean_score(pooled: dict) -> float:

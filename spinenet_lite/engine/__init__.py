@@ -18,6 +18,15 @@ from .evaluation import (  # noqa: I001
     predict_labels,
     run_model,
 )
+from .grading import (  # noqa: I001
+    GRADING_RULE,
+    STUDY_KINDS,
+    default_grading,
+    default_pad,
+    grading_for_kind,
+    grading_record,
+    study_kind,
+)
 from .training import (  # noqa: I001
     TrainResult,
     build_model,
@@ -67,6 +76,13 @@ __all__ = [
     "run_model",
     "predict_labels",
     "paper_reference",
+    "GRADING_RULE",
+    "STUDY_KINDS",
+    "default_grading",
+    "default_pad",
+    "grading_for_kind",
+    "grading_record",
+    "study_kind",
     "DEFAULT_GRADER",
     "DEFAULT_LOCALISER",
     "ONE_SLICE_GRADER",

@@ -101,6 +101,14 @@ class SpiderDiscs:
         Indices into ``LEVELS``.
     source : str
         ``"midsag"`` or ``"space"``.
+    context : ndarray, shape (N, 112, 336), float16, optional
+        Each disc's mid-sagittal slice on a wider, unclipped grid
+        (:func:`spinenet_lite.extract.features.disc_context`): the hand-crafted features'
+        input (:mod:`spinenet_lite.experiments.spider_baseline`).
+    context_corners : ndarray, shape (N, 2, 4, 2), float32, optional
+        The two adjacent bodies' corners in ``context`` pixels ``(row, col)``.
+    context_scale_mm : ndarray, shape (N,), float32, optional
+        Millimetres per ``context`` pixel.
     """
 
     volumes: np.ndarray
@@ -109,15 +117,22 @@ class SpiderDiscs:
     patients: np.ndarray
     levels: np.ndarray
     source: str = "midsag"
+    context: np.ndarray | None = None
+    context_corners: np.ndarray | None = None
+    context_scale_mm: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def _context_of(self, i: np.ndarray) -> dict[str, Any]:
+        return {k: (None if getattr(self, k) is None else getattr(self, k)[i])
+                for k in ("context", "context_corners", "context_scale_mm")}
 
     def subset(self, idx: Sequence[int] | np.ndarray) -> SpiderDiscs:
         """The discs ``idx`` (copies)."""
         i = np.asarray(idx, dtype=np.int64)
         return SpiderDiscs(self.volumes[i], self.labels[i], self.narrowing_binary[i],
-                           self.patients[i], self.levels[i], self.source)
+                           self.patients[i], self.levels[i], self.source, **self._context_of(i))
 
     def for_training(self, single_slice_copies: bool = False) -> SpiderDiscs:
         """A view whose ``labels`` are :func:`training_labels` (narrowing filled).
@@ -130,10 +145,12 @@ class SpiderDiscs:
         labels = training_labels(self.labels, self.narrowing_binary)
         if not single_slice_copies:
             return SpiderDiscs(self.volumes, labels, self.narrowing_binary, self.patients, self.levels,
-                               self.source)
+                               self.source, **self._context_of(np.arange(len(self))))
+        twice = np.tile(np.arange(len(self)), 2)
         return SpiderDiscs(np.concatenate([self.volumes, single_slice(self.volumes)]),
                            np.concatenate([labels, labels]), np.tile(self.narrowing_binary, 2),
-                           np.tile(self.patients, 2), np.tile(self.levels, 2), self.source)
+                           np.tile(self.patients, 2), np.tile(self.levels, 2), self.source,
+                           **self._context_of(twice))
 
     @property
     def n_patients(self) -> int:
@@ -187,12 +204,15 @@ def _corners_for(scan: Scan, patient: str, corners: CornersHook | None, localise
 
 
 def study_discs(scan: Scan, corners: np.ndarray, *, resample_slice_mm: float | None = None,
-                centre_only: bool = False, pad: str = "zero") -> tuple[np.ndarray, np.ndarray, list[Any]]:
+                centre_only: bool = False, pad: str | None = None
+                ) -> tuple[np.ndarray, np.ndarray, list[Any]]:
     """Extract one study's discs as uint8.
 
     ``centre_only`` keeps the centre slice alone; ``pad`` fills the positions the study
     (or ``centre_only``) leaves empty: ``"zero"`` (the paper) or ``"replicate"`` (the
-    nearest kept slice, :func:`spinenet_lite.extract.discs.pad_missing_slices`).
+    nearest kept slice, :func:`spinenet_lite.extract.discs.pad_missing_slices`); None: the
+    padding the study gets from the one rule (:func:`spinenet_lite.engine.grading.default_pad`:
+    ``"replicate"`` for a one-slice study, ``"zero"`` otherwise).
 
     Returns
     -------
@@ -201,8 +221,10 @@ def study_discs(scan: Scan, corners: np.ndarray, *, resample_slice_mm: float | N
     geometries : list of DiscGeometry
     """
     from ..datasets.cache import to_uint8
+    from ..engine.grading import default_pad
     from ..extract.discs import extract_discs, pad_missing_slices
 
+    pad = default_pad(scan) if pad is None else pad
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dv = extract_discs(scan, corners, resample_slice_mm=resample_slice_mm)
@@ -212,6 +234,20 @@ def study_discs(scan: Scan, corners: np.ndarray, *, resample_slice_mm: float | N
     else:
         vols = to_uint8(pad_missing_slices(dv.volumes, dv.geometries, pad))
     return vols, dv.level_indices, list(dv.geometries)
+
+
+SOURCE_KINDS: dict[str, str] = {"midsag": "one_slice", "space": "real"}
+"""The study kind (:func:`spinenet_lite.engine.grading.study_kind`) of each source's studies: a
+mid-sagittal PNG is one slice, a T2 SPACE study many (``centre_only`` is a choice made after)."""
+
+
+def source_pad(source: str, pad: str | None = None) -> str:
+    """The padding a source's studies get: ``pad`` if given, else the one rule's for its kind."""
+    from ..engine.grading import grading_for_kind
+
+    if source not in SOURCES:
+        raise InputError(f"unknown source {source!r}; use one of {', '.join(SOURCES)}")
+    return grading_for_kind(SOURCE_KINDS[source], None, pad)[1]
 
 
 def build_discs(
@@ -224,7 +260,7 @@ def build_discs(
     patients: Sequence[str] | None = None,
     centre_only: bool = True,
     progress: bool | None = None,
-    pad: str = "zero",
+    pad: str | None = None,
 ) -> tuple[SpiderDiscs, dict[str, Any]]:
     """Extract every graded disc of every T2 study of one source in a SPIDER-layout folder.
 
@@ -243,23 +279,31 @@ def build_discs(
         Only these patients (default: all graded ones of the source).
     centre_only : bool
         SPACE only: keep the centre slice (like a mid-sagittal PNG).
-    pad : {"zero", "replicate"}
-        Empty slice positions: zeros (the paper) or the nearest kept slice (:func:`study_discs`).
+    pad : {"zero", "replicate"} or None
+        Empty slice positions: zeros (the paper) or the nearest kept slice (:func:`study_discs`);
+        None (default): each study's padding from the one rule
+        (:func:`spinenet_lite.engine.grading.default_pad`).
     progress : bool or None
         tqdm bar (``None``: only on a TTY).
 
     Returns
     -------
     discs : SpiderDiscs
+        With ``context`` (:func:`spinenet_lite.extract.features.disc_context` of every disc).
     report : dict
         ``n_studies`` (studies with at least one graded disc), ``failed``
         ``{patient: reason}`` (studies skipped), ``ungraded`` (extracted discs with no
-        grading row).
+        grading row), ``studies`` ``{patient: {"study_kind", "pad"}}`` (every study extracted).
     """
+    from ..engine.grading import default_pad, study_kind
     from ..progress import tqdm
 
     if source not in SOURCES:
         raise InputError(f"unknown source {source!r}; use one of {', '.join(SOURCES)}")
+    if pad is not None:
+        from ..extract.discs import check_pad_mode
+
+        check_pad_mode(pad)
     root = Path(spider_dir) if spider_dir is not None else default_spider_dir()
     grades = read_gradings(root)
     graded = set(grades["patient"])
@@ -275,46 +319,71 @@ def build_discs(
     lab_all = labels_from_gradings(grades)
     nb_all = narrowing_binary(grades)
     key = {(p, int(lv)): i for i, (p, lv) in enumerate(zip(grades["patient"], grades["level"]))}
-    vols, labs, nbs, pats, lvls = [], [], [], [], []
+    rows: list[tuple] = []
     failed: dict[str, str] = {}
+    studies: dict[str, dict[str, str]] = {}
     ungraded = 0
     for pid in tqdm(ids, desc=f"SPIDER {source} discs", unit="study",
                     disable=(None if progress is None else not progress)):
         try:
-            if source == "midsag":
-                scan = read_midsag(pid, root)
-                c = _corners_for(scan, pid, corners, localiser_weights, device)
-                v, lv, _ = study_discs(scan, c, pad=pad)
-            else:
-                from ..extract.landmarks import corners_from_vertebra_mask, read_space_study
-
-                scan, mask = read_space_study(root, pid)
-                if corners is None:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        c, _ = corners_from_vertebra_mask(mask)
-                else:
-                    c = _corners_for(scan, pid, corners, localiser_weights, device)
-                v, lv, _ = study_discs(scan, c, resample_slice_mm=4.0, centre_only=centre_only, pad=pad)
+            scan, c = _study_and_corners(root, pid, source, corners, localiser_weights, device)
+            kind = study_kind(scan)
+            study_pad = pad if pad is not None else default_pad(scan)
+            v, lv, geoms = study_discs(scan, c, resample_slice_mm=(4.0 if source == "space" else None),
+                                       centre_only=(centre_only and source == "space"), pad=study_pad)
+            ctx = _contexts(scan, c, geoms)
         except (LandmarkError, InputError) as exc:
             failed[pid] = str(exc)[:200]
             continue
+        studies[pid] = {"study_kind": kind, "pad": study_pad}
         for k in range(len(lv)):
             row = key.get((pid, int(lv[k])))
             if row is None:
                 ungraded += 1
                 continue
-            vols.append(v[k])
-            labs.append(lab_all[row])
-            nbs.append(nb_all[row])
-            pats.append(pid)
-            lvls.append(lv[k])
-    if not vols:
+            rows.append((v[k], lab_all[row], nb_all[row], pid, lv[k], *ctx[k]))
+    if not rows:
         raise InputError(f"no graded disc could be extracted from {root} ({source}); "
                          f"failures: {dict(list(failed.items())[:3])}")
+    vols, labs, nbs, pats, lvls, patches, cc, scales = zip(*rows)
     discs = SpiderDiscs(np.stack(vols), np.stack(labs).astype(np.int16), np.asarray(nbs, np.int16),
-                        np.asarray(pats), np.asarray(lvls, np.int8), source)
-    return discs, {"n_studies": discs.n_patients, "failed": failed, "ungraded": ungraded}
+                        np.asarray(pats), np.asarray(lvls, np.int8), source,
+                        context=np.stack(patches).astype(np.float16), context_corners=np.stack(cc),
+                        context_scale_mm=np.asarray(scales, np.float32))
+    return discs, {"n_studies": discs.n_patients, "failed": failed, "ungraded": ungraded, "studies": studies}
+
+
+def _study_and_corners(root: Path, pid: str, source: str, corners: CornersHook | None, localiser_weights: Any,
+                       device: str) -> tuple[Scan, np.ndarray]:
+    """One study of a SPIDER folder and its vertebra corners (localiser, masks or the hook)."""
+    if source == "midsag":
+        scan = read_midsag(pid, root)
+        return scan, _corners_for(scan, pid, corners, localiser_weights, device)
+    from ..extract.landmarks import corners_from_vertebra_mask, read_space_study
+
+    scan, mask = read_space_study(root, pid)
+    if corners is not None:
+        return scan, _corners_for(scan, pid, corners, localiser_weights, device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        c, _ = corners_from_vertebra_mask(mask)
+    return scan, c
+
+
+def _contexts(scan: Scan, corners: np.ndarray, geometries: Sequence[Any]) -> list[tuple]:
+    """``(patch, corners, scale_mm)`` of every disc: :func:`~spinenet_lite.extract.features.disc_context`."""
+    from ..extract.features import disc_context
+
+    out = []
+    c = np.asarray(corners)
+    for g in geometries:
+        ctx = disc_context(scan, g, c[g.level_index], c[g.level_index + 1])
+        out.append((ctx.patch, ctx.corners, ctx.scale_mm))
+    return out
+
+
+CACHE_FORMAT: int = 2
+"""Version of the disc cache files (2: with the context patches of the hand-crafted features)."""
 
 
 def cached_discs(
@@ -328,27 +397,38 @@ def cached_discs(
     """:func:`build_discs` once, then from ``<cache_dir>/spider_<source>[_allslices][_replicated].npz``.
 
     ``cache_dir`` defaults to ``<data root>/cache`` (:func:`spinenet_lite.paths.data_root`:
-    ``data/cache`` of a checkout, git-ignored). The cache is rebuilt when
-    the SPIDER folder or the options differ from those recorded with it.
+    ``data/cache`` of a checkout, git-ignored). The cache is rebuilt when the SPIDER folder or
+    the options differ from those recorded with it, or it was written in an older
+    :data:`CACHE_FORMAT`. ``pad`` None (or absent) is the one rule's padding for the source
+    (:func:`source_pad`: ``"replicate"`` for the mid-sagittal PNGs, ``"zero"`` for T2 SPACE).
     """
     root = Path(spider_dir) if spider_dir is not None else default_spider_dir()
     folder = Path(cache_dir) if cache_dir is not None else data_root() / "cache"
+    kwargs = dict(kwargs)
+    pad = source_pad(source, kwargs.pop("pad", None))
+    if pad != "zero":
+        kwargs["pad"] = pad
     all_slices = kwargs.get("centre_only", True) is False
-    replicated = kwargs.get("pad", "zero") == "replicate"
+    replicated = pad == "replicate"
     suffix = ("_allslices" if all_slices else "") + ("_replicated" if replicated else "")
     file = folder / f"spider_{source}{suffix}.npz"
-    stamp = json.dumps({"dir": str(root.resolve()), "source": source,
+    stamp = json.dumps({"dir": str(root.resolve()), "source": source, "format": CACHE_FORMAT,
                         "options": {k: str(v) for k, v in sorted(kwargs.items()) if k != "progress"}})
+    fields = ("volumes", "labels", "narrowing_binary", "patients", "levels")
+    extra = ("context", "context_corners", "context_scale_mm")
     if file.is_file() and not rebuild:
         with np.load(file, allow_pickle=False) as z:
-            if str(z["stamp"]) == stamp:
-                return SpiderDiscs(z["volumes"], z["labels"], z["narrowing_binary"],
-                                   z["patients"].astype(str), z["levels"], source)
-    discs, _ = build_discs(root, source=source, **kwargs)
+            if "stamp" in z and str(z["stamp"]) == stamp:
+                arrays = {k: z[k] for k in (*fields, *extra)}
+                return SpiderDiscs(*(arrays[k] for k in fields[:3]), arrays["patients"].astype(str),
+                                   arrays["levels"], source, **{k: arrays[k] for k in extra})
+    discs, _ = build_discs(root, source=source, pad=pad, **{k: v for k, v in kwargs.items() if k != "pad"})
     folder.mkdir(parents=True, exist_ok=True)
     tmp = file.with_suffix(".tmp.npz")
     np.savez(tmp, volumes=discs.volumes, labels=discs.labels, narrowing_binary=discs.narrowing_binary,
-             patients=discs.patients.astype("U16"), levels=discs.levels, stamp=np.array(stamp))
+             patients=discs.patients.astype("U16"), levels=discs.levels, context=discs.context,
+             context_corners=discs.context_corners, context_scale_mm=discs.context_scale_mm,
+             stamp=np.array(stamp))
     tmp.replace(file)
     return discs
 
@@ -395,21 +475,20 @@ def score(labels: np.ndarray, narrowing_bin: np.ndarray, pred: np.ndarray) -> di
     }
 
 
-def _load(weights: Any, device: Any) -> Any:
-    from ..engine.checkpoint import load_model
+def _load(weights: Any, device: Any) -> tuple[Any, dict[str, Any] | None]:
+    """``(model, {"name", "path", "sha256"})`` of a registry name or checkpoint path (hash-checked
+    by :func:`spinenet_lite.engine.weights.load_grader`); a model passed in is returned as it
+    is, with None."""
+    from ..engine.weights import REGISTRY, load_grader
 
-    if weights is not None and not isinstance(weights, (str, os.PathLike)):
-        return weights  # a model
-    if weights is None and default_weights().is_file():
-        from ..engine.weights import REAL_GRADER, load_grader
-
-        model, _ = load_grader(REAL_GRADER, device=device)  # hash-checked against the registry
-        return model
-    path = Path(weights) if weights is not None else default_weights()
-    if not path.is_file():
-        raise WeightsError(f"weights {path} not found; train them with `spinenet-lite experiment-spider` "
+    if weights is None:
+        raise InputError("no grader given: pass a registry name, a checkpoint path or a model")
+    if not isinstance(weights, (str, os.PathLike)):
+        return weights, None  # a model
+    if str(weights) not in REGISTRY and not Path(weights).is_file():
+        raise WeightsError(f"weights {weights} not found; train them with `spinenet-lite experiment-spider` "
                            "or pass --weights")
-    return load_model(path, map_location=device)
+    return load_grader(weights, device=device)
 
 
 def save_weights(model: Any, path: str | os.PathLike, meta: Mapping[str, Any] | None = None) -> Path:
@@ -446,22 +525,26 @@ def evaluate_spider(
     tta: bool = True,
     batch_size: int = 108,
     progress: bool | None = None,
-    pad: str = "zero",
+    pad: str | None = None,
 ) -> dict[str, Any]:
     """Localise, extract, grade (54-view TTA) and score every graded disc of a SPIDER folder.
 
     Every disc is graded on all the slices its study holds (the 4 mm slabs of a T2 SPACE
-    study, the one slice of a mid-sagittal PNG). The shipped real-scan model was trained on
-    all 30 T2 SPACE patients of the shared subset, so its scores on that subset are
-    in-sample: the cross-validation (``spinenet-lite experiment-spider``) is the honest
-    estimate there; a SPIDER-layout folder of other patients is a real test.
+    study, the one slice of a mid-sagittal PNG), by the grader and with the padding the
+    study gets from the one rule (:mod:`spinenet_lite.engine.grading`), as ``predict``
+    grades it: a mid-sagittal PNG (one slice) by ``spinenet_real_2d``, its slice in all nine
+    positions; a T2 SPACE study by ``spinenet_real``, zero-padded. The shipped real-scan
+    models were trained on the shared SPIDER subset, so their scores there are in-sample:
+    the cross-validation (``spinenet-lite experiment-spider``) is the honest estimate there;
+    a SPIDER-layout folder of other patients is a real test.
 
     Parameters
     ----------
     data_dir : path, optional
         A folder with SPIDER's layout (default: the shared one).
-    weights : path or model, optional
-        Default :func:`default_weights` (the shipped real-scan model).
+    weights : str, path or model, optional
+        One grader for every study (registry name, checkpoint or model); default: each
+        study's grader from the rule.
     device : str
         ``"cpu"``, ``"cuda"`` or ``"auto"``.
     source, corners, localiser_weights
@@ -470,30 +553,57 @@ def evaluate_spider(
         The paper's 54 test views (default) or the centre view.
     batch_size, progress
         Passed to :func:`spinenet_lite.engine.evaluation.predict`.
-    pad : {"zero", "replicate"}
+    pad : {"zero", "replicate"}, optional
         Slice positions a study does not cover: empty (the paper's padding) or copies of the
-        nearest covered slice (:func:`spinenet_lite.extract.discs.pad_missing_slices`).
+        nearest covered slice (:func:`spinenet_lite.extract.discs.pad_missing_slices`);
+        default: each study's padding from the rule.
 
     Returns
     -------
     dict
         ``{"n_studies", "n_discs", "tasks": {task: {"per_class_accuracy", "n",
-        "confusion"}}, "lootus": {"pfirrmann_within_1", "narrowing_binary"}}``.
+        "confusion"}}, "lootus": {"pfirrmann_within_1", "narrowing_binary"}, "grading":
+        [{"study_kind", "grader", "path", "sha256", "pad", "n_studies", "n_discs"}]}``: one
+        grading entry per (study kind, grader, padding) used.
     """
     from ..config import resolve_device
     from ..engine.evaluation import predict, predict_labels
+    from ..engine.grading import grading_for_kind, grading_record
     from ..extract.discs import check_pad_mode
 
-    check_pad_mode(pad)
+    if pad is not None:
+        check_pad_mode(pad)
+    if source not in SOURCES:
+        raise InputError(f"unknown source {source!r}; use one of {', '.join(SOURCES)}")
     dev = resolve_device(device)
-    model = _load(weights, dev)
-    # every slice the study holds (a T2 SPACE study: its 4 mm slabs), as the shipped model was trained
+    loaded: dict[str, tuple[Any, dict[str, Any] | None]] = {}
+
+    def grader(kind: str) -> tuple[Any, dict[str, Any] | None]:
+        w = grading_for_kind(kind, weights, pad)[0]
+        key = str(w) if isinstance(w, (str, os.PathLike)) else f"model-{id(w)}"
+        if key not in loaded:
+            loaded[key] = _load(w, dev)
+        return loaded[key]
+
+    grader(SOURCE_KINDS[source])  # a missing weights file fails before the slow steps
     discs, report = build_discs(data_dir, source=source, corners=corners, localiser_weights=localiser_weights,
                                 device=str(dev), progress=progress, centre_only=False, pad=pad)
-    probs = predict(model, discs.volumes, tta=tta, batch_size=batch_size, device=dev, progress=progress)
-    pred = predict_labels(probs)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, pid in enumerate(discs.patients):
+        st = report["studies"][str(pid)]
+        groups.setdefault((st["study_kind"], st["pad"]), []).append(i)
+    pred = np.full(discs.labels.shape, MISSING, np.int16)
+    grading = []
+    for (kind, study_pad), idx in sorted(groups.items()):
+        model, info = grader(kind)
+        probs = predict(model, discs.volumes[idx], tta=tta, batch_size=batch_size, device=dev,
+                        progress=progress)
+        pred[idx] = predict_labels(probs)
+        grading.append({**grading_record(info, study_pad, kind),
+                        "n_studies": int(len(np.unique(discs.patients[idx]))), "n_discs": len(idx)})
     out = {"n_studies": int(report["n_studies"]), "n_discs": int(len(discs))}
     out.update(score(discs.labels, discs.narrowing_binary, pred))
+    out["grading"] = grading
     return out
 
 
@@ -508,8 +618,12 @@ def grade_study(
     device: str = "cpu",
     resample_slice_mm: float | None = None,
     centre_only: bool = False,
+    pad: str | None = None,
 ) -> tuple[Any, np.ndarray]:
     """Grade every disc of one study; with ``patient`` put SPIDER's gradings beside.
+
+    ``pad`` None: the study's padding from the one rule (:func:`study_discs`); the grader
+    for the study by the same rule is :func:`spinenet_lite.engine.grading.default_grading`.
 
     Returns
     -------
@@ -522,7 +636,8 @@ def grade_study(
     """
     from ..engine.evaluation import predict, predict_labels
 
-    vols, lv, _ = study_discs(scan, corners, resample_slice_mm=resample_slice_mm, centre_only=centre_only)
+    vols, lv, _ = study_discs(scan, corners, resample_slice_mm=resample_slice_mm, centre_only=centre_only,
+                              pad=pad)
     pred = predict_labels(predict(model, vols, tta=tta, device=device)) if len(vols) else \
         np.zeros((0, len(TASK_NAMES)), np.int16)
     return grades_table(pred, lv, patient=patient, spider_dir=spider_dir), vols
@@ -817,7 +932,9 @@ def _paper_numbers() -> dict[str, float]:
 __all__ = [
     "RECIPES",
     "SCORED_TASKS",
+    "CACHE_FORMAT",
     "SOURCES",
+    "SOURCE_KINDS",
     "SPIDER_TIERS",
     "SpiderDiscs",
     "build_discs",
@@ -834,6 +951,7 @@ __all__ = [
     "save_weights",
     "score",
     "single_slice",
+    "source_pad",
     "study_discs",
     "synthetic_weights",
     "training_labels",

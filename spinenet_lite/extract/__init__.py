@@ -14,6 +14,14 @@ from .discs import (  # noqa: I001
     extract_masks,
     pad_missing_slices,
 )
+from .features import (  # noqa: I001
+    CONTEXT_SIZE,
+    FEATURE_NAMES,
+    DiscContext,
+    disc_context,
+    disc_features,
+    feature_matrix,
+)
 from .landmarks import (  # noqa: I001
     corners_from_vertebra_mask,
     drop_off_axis,
@@ -38,4 +46,10 @@ __all__ = [
     "corners_from_vertebra_mask",
     "space_patients",
     "read_space_study",
+    "CONTEXT_SIZE",
+    "FEATURE_NAMES",
+    "DiscContext",
+    "disc_context",
+    "disc_features",
+    "feature_matrix",
 ]
