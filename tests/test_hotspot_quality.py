@@ -380,3 +380,10 @@ def test_cli_passes_methods_and_train_cohort(monkeypatch) -> None:
                  "--train-cohort", "decorrelated"]) == 0
     assert seen[0]["methods"] == ("paper", "occlusion") and seen[0]["train_cohort"] == "decorrelated"
     assert main(["experiment", "table2", "--methods", "paper"]) == 2
+
+
+def test_results_of_a_grader_trained_on_another_cohort_get_their_own_name():
+    from spinenet_lite.experiments.hotspot_quality import results_name
+
+    assert results_name("standard") == "hotspot_quality"
+    assert results_name("decorrelated") == "hotspot_quality_decorrelated"

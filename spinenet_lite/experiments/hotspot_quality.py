@@ -62,7 +62,7 @@ from ..metrics.saliency import (
 from ..tasks import BINARY_TASKS, get_task, task_index
 
 __all__ = [
-    "METHODS", "METRICS", "TARGETS", "markdown_table", "run_hotspot_quality",
+    "METHODS", "METRICS", "TARGETS", "markdown_table", "results_name", "run_hotspot_quality",
     # the scores and checks this experiment runs, kept importable from here
     "aggregate", "cascading_randomization", "chance", "disc_scores", "eligible", "layer_groups", "map_auc",
     "map_similarity", "mass_in_mask", "pointing_game", "reinitialize_", "score_maps",
@@ -121,6 +121,13 @@ def _preset_dataset(preset: str, n_patients: int, seed: int, progress: bool) -> 
     shutil.rmtree(cache, ignore_errors=True)
     tmp_cache.replace(cache)
     return load_cache(cache)
+
+
+def results_name(train_cohort: str) -> str:
+    """The experiment name results are written under: ``hotspot_quality`` for a grader trained on
+    the standard cohort, ``hotspot_quality_<preset>`` for one trained on another preset (so that
+    ``data/results/hotspot_quality_decorrelated_teaching.json`` sits beside the standard run)."""
+    return "hotspot_quality" if train_cohort == "standard" else f"hotspot_quality_{train_cohort}"
 
 
 def _cohort_name(dataset: Any) -> str:
@@ -584,7 +591,7 @@ def run_hotspot_quality(
     if write:
         from ..results import write_results
 
-        write_results("hotspot_quality", tier, results, config=config, seed=seed, device=str(dev),
+        write_results(results_name(train_cohort), tier, results, config=config, seed=seed, device=str(dev),
                       wall_time_s=time.time() - t0, out_dir=out_dir, markdown=markdown_table(results),
                       commit=commit)
     return results
