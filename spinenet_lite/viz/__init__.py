@@ -40,6 +40,11 @@ from .extract import (  # noqa: I001
     plot_disc_volume,
     plot_normalisation,
 )
+from .hotspot_verdict import (  # noqa: I001
+    HOTSPOT_GOALS,
+    goals_frame,
+    shortcut_frame,
+)
 from .hotspots import (  # noqa: I001
     disc_frame,
     hotspot_explorer,
@@ -105,13 +110,10 @@ __all__ = [
     "plot_class_balance",
     "describe_transform",
     "plot_augmentations",
-    "network_figure",
-    "pipeline_figure",
     "plot_history",
     "plot_balance_comparison",
     "ablation_frame",
     "comparison_table",
-    "frame_html",
     "findings_frame",
     "gap_frame",
     "lootus_frame",
@@ -123,5 +125,11 @@ __all__ = [
     "summed_confusions",
     "table2_frame",
     "table2_html",
+    "frame_html",
     "run_note",
+    "network_figure",
+    "pipeline_figure",
+    "HOTSPOT_GOALS",
+    "goals_frame",
+    "shortcut_frame",
 ]
