@@ -110,6 +110,8 @@ def test_quality_plots() -> None:
     for metric in ("pointing_game", "mass_in_mask", "auc"):
         fig = viz.plot_quality(r, metric)
         assert len(fig.get_axes()[0].patches) == 2 * len(BINARY_TASKS)
+        labels = fig.get_axes()[0].get_legend_handles_labels()[1]
+        assert "chance" in labels, f"{metric}: no chance level drawn"
     fig = viz.plot_cascading([{"layer": "fc8", "spearman": 0.5, "ssim": 0.4},
                               {"layer": "fc7", "spearman": 0.1, "ssim": 0.2}])
     assert len(fig.get_axes()[0].lines) >= 2

@@ -432,7 +432,10 @@ def plot_quality(results: Mapping[str, Any], metric: str = "pointing_game") -> A
         ``results["methods"]`` of :func:`spinenet_lite.experiments.hotspot_quality.run_hotspot_quality`
         (or the whole results dict).
     metric : str
-        ``"pointing_game"``, ``"mass_in_mask"`` or ``"auc"``.
+        ``"pointing_game"``, ``"pointing_game_15px"``, ``"mass_in_mask"``, ``"auc"`` or another
+        per-task score of the results (``"specificity"``, ``"lesion_reliance"`` ...). The chance
+        level is drawn for the strict pointing game and mass in mask (the lesion's share of the
+        volume) and for the AUC (0.5).
 
     Returns
     -------
@@ -448,14 +451,16 @@ def plot_quality(results: Mapping[str, Any], metric: str = "pointing_game") -> A
     width = 0.8 / len(names)
     x = np.arange(len(tasks))
     for k, m in enumerate(names):
-        vals = np.array([np.nan if methods[m][t][metric] is None else methods[m][t][metric] for t in tasks],
-                        dtype=float)
+        vals = np.array([np.nan if methods[m][t].get(metric) is None else methods[m][t][metric]
+                         for t in tasks], dtype=float)
         ci = np.array([[np.nan if c is None else c for c in methods[m][t].get(f"{metric}_ci", [np.nan] * 2)]
                        for t in tasks], dtype=float)
         err = np.abs(np.vstack([vals - ci[:, 0], ci[:, 1] - vals]))
         ax.bar(x + (k - (len(names) - 1) / 2) * width, vals, width, label=m,
                yerr=np.nan_to_num(err), capsize=2)
-    if metric == "mass_in_mask":
+    if metric in ("mass_in_mask", "pointing_game"):
+        # a map with no information: its mass, and its maximum's chance of falling in the
+        # lesion, are both the lesion's share of the volume
         ch = [methods[names[0]][t]["chance"] for t in tasks]
         ax.scatter(x, ch, marker="_", s=600, color="k", label="chance", zorder=3)
     if metric == "auc":
