@@ -10,6 +10,7 @@ import pytest
 from spinenet_lite.errors import InputError
 from spinenet_lite.experiments import spider_baseline as sb
 from spinenet_lite.experiments import spider_cv as se
+from spinenet_lite.experiments import spider_discs
 from spinenet_lite.extract.features import FEATURE_NAMES
 from spinenet_lite.tasks import LEVELS, MISSING, TASK_NAMES
 
@@ -101,7 +102,7 @@ def test_experiment_spider_baseline_cli(phantom_spider, tmp_path, monkeypatch):
     from spinenet_lite.results import read_results
 
     root, corners = phantom_spider
-    monkeypatch.setattr(se, "_localise_corners",
+    monkeypatch.setattr(spider_discs, "_localise_corners",
                         lambda scan, weights, device: corners[scan.patient_id.split("-")[1]])
     out = tmp_path / "res"
     out.mkdir()

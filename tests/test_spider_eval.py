@@ -11,6 +11,7 @@ import torch
 
 from spinenet_lite.errors import InputError, WeightsError
 from spinenet_lite.experiments import spider_cv as se
+from spinenet_lite.experiments import spider_discs
 from spinenet_lite.tasks import LEVELS, MISSING, TASK_NAMES
 
 PF = TASK_NAMES.index("pfirrmann")
@@ -200,7 +201,7 @@ def test_save_weights_round_trip_and_cli(fake_spider, tmp_path, monkeypatch):
     for t in TASK_NAMES:
         torch.testing.assert_close(a[t], b[t])
     # the CLI with a corners hook is not reachable; use the SPACE-free midsag path via monkeypatch
-    monkeypatch.setattr(se, "_localise_corners",
+    monkeypatch.setattr(spider_discs, "_localise_corners",
                         lambda scan, weights, device: corners[scan.patient_id.split("-")[1]])
     out = tmp_path / "r.json"
     rc = main(["evaluate-spider", str(root), "--out", str(out), "--weights", str(w), "--no-tta"])
@@ -287,7 +288,7 @@ def test_experiment_cli_ci(fake_spider, tmp_path, monkeypatch):
 
     root, corners = fake_spider
     torch.set_num_threads(1)
-    monkeypatch.setattr(se, "_localise_corners",
+    monkeypatch.setattr(spider_discs, "_localise_corners",
                         lambda scan, weights, device: corners[scan.patient_id.split("-")[1]])
     monkeypatch.setitem(se.SPIDER_TIERS["ci"], "scratch", {"width": 0.0625, "max_epochs": 1, "batch_size": 8})
     w = tmp_path / "best.pt"
@@ -422,7 +423,7 @@ def test_evaluate_spider_cli_records_the_grading(both_kinds, tiny_registry, tmp_
 
     root, st = both_kinds
     mid = st.corners[:, st.mid_slice:st.mid_slice + 1]
-    monkeypatch.setattr(se, "_localise_corners", lambda scan, weights, device: mid)
+    monkeypatch.setattr(spider_discs, "_localise_corners", lambda scan, weights, device: mid)
     out = tmp_path / "r.json"
     assert main(["evaluate-spider", str(root), "--out", str(out), "--no-tta"]) == 0
     (g,) = json.loads(out.read_text())["grading"]

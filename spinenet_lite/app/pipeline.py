@@ -31,7 +31,8 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,9 @@ def predict(
 ) -> Prediction:
     """Grade one study and write its report.
 
+    The function runs the steps of the module docstring, each a named helper below; its
+    length is the documentation of its many options (the body is some 40 lines).
+
     Parameters
     ----------
     path : path
@@ -200,10 +204,73 @@ def predict(
     from ..config import resolve_device
     from ..engine.evaluation import predict as tta_predict
     from ..engine.evaluation import predict_labels
-    from ..engine.weights import load_grader
-    from ..explain.saliency import hotspots_batch
-    from ..extract.discs import check_pad_mode, extract_discs, pad_missing_slices
     from ..progress import tqdm
+
+    _check_options(n_aug, pad, hotspots, save_maps, out_dir)
+    clock = _Clock()
+    source = Path(path) if isinstance(path, (str, os.PathLike)) else None
+    out = _resolve_out(out_dir, source) if (out_dir is not None and source is not None) else None
+    dev = resolve_device(str(device))
+    disable = None if progress is None else not progress
+    steps = tqdm(total=5, desc="predict", unit="step", disable=disable, leave=False)
+
+    with clock.step("load", steps):
+        scan = load_input(path, spacing_mm=spacing_mm, series_uid=series_uid)
+        weights, pad, choices = default_grading(scan, weights, pad)
+        slab, slab_notes = slab_thickness(scan, slab_mm)
+        choices += slab_notes
+    model, winfo = _load_model(weights, dev)  # grader first: missing weights fail before the slow steps
+    with clock.step("localise", steps):
+        c, linfo = _find_corners(scan, corners, localiser, dev)
+    with clock.step("extract", steps):
+        discs, caught = _extract(scan, c, slab, pad)
+        notes = choices + caught
+    with clock.step("tta", steps, "grade (54-view TTA)" if tta else "grade"):
+        probs = tta_predict(model, discs.volumes, tta=tta, device=dev, progress=progress)
+        labels = predict_labels(probs)
+
+    pred = Prediction(source=str(path), scan=scan, corners=c, discs=discs, probs=probs, labels=labels,
+                      weights=winfo, localiser=linfo, version=__version__, timings=clock.timings,
+                      cpu_timings=clock.cpu, notes=notes, pad=pad, slab_mm=slab)
+    with clock.step("hotspots", steps):
+        if hotspots:
+            _add_hotspots(pred, model, n_aug=int(n_aug), seed=int(seed), device=dev, disable=disable)
+    steps.close()
+    if out is not None:
+        _write_outputs(pred, out, report=report, save_maps=save_maps, clock=clock)
+    return pred
+
+
+class _Clock:
+    """Wall and CPU seconds of each named step of :func:`predict` (``Prediction.timings`` and
+    ``Prediction.cpu_timings``, in the order the steps ran)."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self._t0 = (0.0, 0.0)
+
+    def start(self) -> None:
+        self._t0 = (time.perf_counter(), time.process_time())
+
+    def stop(self, step: str) -> None:
+        self.timings[step] = time.perf_counter() - self._t0[0]
+        self.cpu[step] = time.process_time() - self._t0[1]
+
+    @contextmanager
+    def step(self, key: str, bar: Any, label: str | None = None) -> Iterator[None]:
+        """Time the block as ``key`` (not when it raises), named ``label`` (default ``key``) on ``bar``."""
+        self.start()
+        bar.set_postfix_str(label or key)
+        yield
+        self.stop(key)
+        bar.update()
+
+
+def _check_options(n_aug: int, pad: str | None, hotspots: bool, save_maps: bool,
+                   out_dir: str | os.PathLike | None) -> None:
+    """Refuse option values and combinations :func:`predict` cannot honour, before any work."""
+    from ..extract.discs import check_pad_mode
 
     if int(n_aug) < 1:
         raise InputError(f"n_aug must be a positive number of augmentations; got {n_aug}")
@@ -214,33 +281,12 @@ def predict(
                          "(hotspots=False) or --save-maps")
     if save_maps and out_dir is None:
         raise InputError("save_maps writes files, so it needs an output folder (out_dir)")
-    timings: dict[str, float] = {}
-    cpu: dict[str, float] = {}
-    clock: list[float] = []
 
-    def start() -> None:
-        clock[:] = [time.perf_counter(), time.process_time()]
 
-    def stop(step: str) -> None:
-        timings[step] = time.perf_counter() - clock[0]
-        cpu[step] = time.process_time() - clock[1]
+def _load_model(weights: Any, dev: Any) -> tuple[Any, dict[str, Any]]:
+    """The grader (hash-checked, :func:`spinenet_lite.engine.weights.load_grader`) and its record."""
+    from ..engine.weights import load_grader
 
-    source = Path(path) if isinstance(path, (str, os.PathLike)) else None
-    out = _resolve_out(out_dir, source) if (out_dir is not None and source is not None) else None
-    dev = resolve_device(str(device))
-    disable = None if progress is None else not progress
-    steps = tqdm(total=5, desc="predict", unit="step", disable=disable, leave=False)
-
-    start()
-    steps.set_postfix_str("load")
-    scan = load_input(path, spacing_mm=spacing_mm, series_uid=series_uid)
-    weights, pad, choices = default_grading(scan, weights, pad)
-    slab, slab_notes = slab_thickness(scan, slab_mm)
-    choices += slab_notes
-    stop("load")
-    steps.update()
-
-    # grader first: a missing weights file should fail before the slow steps
     model, winfo = load_grader(weights, device=dev)
     if dev.type == "cpu":
         # Channels-last convolution weights: the CPU convolutions (TTA forward, hotspot
@@ -249,78 +295,72 @@ def predict(
         import torch
 
         model = model.to(memory_format=torch.channels_last)
+    return model, winfo
 
-    start()
-    steps.set_postfix_str("localise")
+
+def _find_corners(scan: Scan, corners: Any, localiser: Any, dev: Any
+                  ) -> tuple[np.ndarray, dict[str, str] | None]:
+    """The caller's corners (checked) or the localiser's, and the localiser's record (None: given)."""
     if corners is not None:
         c, linfo = _check_corners(corners, scan), None
     else:
         c, linfo = _localise(scan, localiser, dev)
         c = _check_corners(c, scan)
     _check_visible(c)
-    stop("localise")
-    steps.update()
+    return c, linfo
 
-    start()
-    steps.set_postfix_str("extract")
+
+def _extract(scan: Scan, corners: np.ndarray, slab: float | None, pad: str) -> tuple[Any, list[str]]:
+    """The disc volumes (padded as ``pad`` says) and the extraction's warnings as notes."""
+    from ..extract.discs import extract_discs, pad_missing_slices
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        discs = extract_discs(scan, c, resample_slice_mm=slab)
+        discs = extract_discs(scan, corners, resample_slice_mm=slab)
     if pad != "zero":
         discs.volumes = pad_missing_slices(discs.volumes, discs.geometries, pad)
-    notes = choices + [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     if len(discs) == 0:
         raise TooFewDiscsError("no disc could be cut from this scan (no slice shows two adjacent bodies); "
                                "give a sagittal lumbar series covering T12 to the sacrum")
-    stop("extract")
-    steps.update()
-
-    start()
-    steps.set_postfix_str("grade (54-view TTA)" if tta else "grade")
-    probs = tta_predict(model, discs.volumes, tta=tta, device=dev, progress=progress)
-    labels = predict_labels(probs)
-    stop("tta")
-    steps.update()
-
-    pred = Prediction(source=str(path), scan=scan, corners=c, discs=discs, probs=probs, labels=labels,
-                      weights=winfo, localiser=linfo, version=__version__, timings=timings,
-                      cpu_timings=cpu, notes=notes, pad=pad, slab_mm=slab)
-
-    start()
-    steps.set_postfix_str("hotspots")
-    if hotspots:
-        found = pred.findings()
-        bar = tqdm(total=len(found), desc="hotspots", unit="map", disable=disable, leave=False)
-        for k, task in enumerate(TASK_NAMES):
-            idx = [i for i, lv in enumerate(pred.levels) if (lv, task) in found]
-            if not idx:
-                continue
-            maps = hotspots_batch(model, discs.volumes[idx], task, targets=labels[idx, k].astype(np.int64),
-                                  method="paper", n_aug=int(n_aug), seed=int(seed), device=dev,
-                                  views_per_pass=HOTSPOT_VIEWS_PER_PASS)
-            for j, i in enumerate(idx):
-                pred.maps[(pred.levels[i], task)] = maps[j]
-            bar.update(len(idx))
-        bar.close()
-    stop("hotspots")
-    steps.update()
-    steps.close()
-
-    if out is not None:
-        start()
-        out.mkdir(parents=True, exist_ok=True)
-        if report:
-            from .report import write_report
-
-            pred.files.update(write_report(pred, out))
-        stop("report")
-        if save_maps:
-            from .maps import write_maps
-
-            start()
-            write_maps(pred, out)
-            stop("save_maps")
-        pred.files.update(write_grades(pred, out))
-    return pred
+    return discs, notes
 
 
+def _add_hotspots(pred: Prediction, model: Any, *, n_aug: int, seed: int, device: Any,
+                  disable: bool | None) -> None:
+    """Every finding's hotspot map into ``pred.maps``, one batch of discs per task."""
+    from ..explain.saliency import hotspots_batch
+    from ..progress import tqdm
+
+    found = pred.findings()
+    bar = tqdm(total=len(found), desc="hotspots", unit="map", disable=disable, leave=False)
+    for k, task in enumerate(TASK_NAMES):
+        idx = [i for i, lv in enumerate(pred.levels) if (lv, task) in found]
+        if not idx:
+            continue
+        maps = hotspots_batch(model, pred.discs.volumes[idx], task,
+                              targets=pred.labels[idx, k].astype(np.int64), method="paper", n_aug=n_aug,
+                              seed=seed, device=device, views_per_pass=HOTSPOT_VIEWS_PER_PASS)
+        for j, i in enumerate(idx):
+            pred.maps[(pred.levels[i], task)] = maps[j]
+        bar.update(len(idx))
+    bar.close()
+
+
+def _write_outputs(pred: Prediction, out: Path, *, report: bool, save_maps: bool, clock: _Clock) -> None:
+    """``report.html`` and its figures (timed as ``report``), the hotspot volumes (``save_maps``),
+    then ``grades.csv`` / ``grades.json``, into ``out``."""
+    clock.start()
+    out.mkdir(parents=True, exist_ok=True)
+    if report:
+        from .report import write_report
+
+        pred.files.update(write_report(pred, out))
+    clock.stop("report")
+    if save_maps:
+        from .maps import write_maps
+
+        clock.start()
+        write_maps(pred, out)
+        clock.stop("save_maps")
+    pred.files.update(write_grades(pred, out))

@@ -87,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     """Handler of ``spinenet-lite evaluate-spider``."""
     from ..datasets.spider import spider_available
-    from ..experiments.spider_cv import evaluate_spider
+    from ..experiments.spider_grading import evaluate_spider
     from ..results import to_jsonable
 
     if not spider_available(args.data_dir):
@@ -113,14 +113,13 @@ def run_experiment(args: argparse.Namespace) -> int:
     from ..experiments.spider_cv import (
         RECIPES,
         SPIDER_TIERS,
-        cached_discs,
         cross_validate,
         fit,
         goals_check,
         markdown_table,
-        save_weights,
-        source_pad,
     )
+    from ..experiments.spider_discs import cached_discs, source_pad
+    from ..experiments.spider_grading import save_weights
     from ..results import git_commit, write_results
 
     commit = git_commit()  # the code that runs, read before a run that may outlast a commit
@@ -158,7 +157,7 @@ def run_experiment(args: argparse.Namespace) -> int:
     cv["slices"] = args.slices
     cv["pad"] = args.pad
     if any(r != "scratch" for r in recipes):
-        from ..experiments.spider_cv import synthetic_weights
+        from ..experiments.spider_grading import synthetic_weights
 
         syn = Path(args.synthetic) if args.synthetic is not None else synthetic_weights()
         cv["synthetic"] = {"path": str(syn), "sha256": sha256_file(syn)}
@@ -200,7 +199,8 @@ def _run_baseline(args: argparse.Namespace, commit: str) -> None:
         same_folds,
         write_recipes_section,
     )
-    from ..experiments.spider_cv import SPIDER_TIERS, cached_discs, source_pad
+    from ..experiments.spider_cv import SPIDER_TIERS
+    from ..experiments.spider_discs import cached_discs, source_pad
 
     start = time.perf_counter()
     pad = source_pad("midsag", args.pad)

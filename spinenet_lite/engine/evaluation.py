@@ -93,7 +93,9 @@ def run_model(
 
     :func:`predict` (probabilities, the paper's 54-view TTA), the training loop's
     :func:`~spinenet_lite.engine.training.predict_logits` (plain logits, bf16 on CUDA) and
-    :func:`~spinenet_lite.explain.predict_classes` all call it.
+    :func:`~spinenet_lite.explain.predict_classes` all call it. It stays one function (over 100
+    lines with its parameters) on purpose: the batching, the TTA tiling and the forward share
+    the model, device, view and output locals, and one loop is easier to check than pieces.
 
     Parameters
     ----------

@@ -36,30 +36,34 @@ from .spider_baseline import (  # noqa: I001
     write_recipes_section,
 )
 from .spider_cv import (  # noqa: I001
-    CACHE_FORMAT,
     RECIPES,
-    SCORED_TASKS,
+    SPIDER_TIERS,
+    cross_validate,
+    fit,
+    goals_check,
+)
+from .spider_discs import (  # noqa: I001
+    CACHE_FORMAT,
     SOURCE_KINDS,
     SOURCES,
-    SPIDER_TIERS,
     SpiderDiscs,
     build_discs,
     cached_discs,
-    cross_validate,
+    single_slice,
+    source_pad,
+    study_discs,
+    training_labels,
+)
+from .spider_grading import (  # noqa: I001
+    SCORED_TASKS,
     default_weights,
     evaluate_spider,
-    fit,
-    goals_check,
     grade_study,
     grades_table,
     out_of_fold,
     save_weights,
     score,
-    single_slice,
-    source_pad,
-    study_discs,
     synthetic_weights,
-    training_labels,
 )
 
 __all__ = [

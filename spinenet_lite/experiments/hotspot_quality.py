@@ -487,7 +487,8 @@ def run_hotspot_quality(
     degeneration shortcut, runs cascading re-initialisation and (if
     ``permuted``) a model trained on permuted labels, and writes
     ``data/results/hotspot_quality_<tier>.json`` with a Markdown table beside it (layout
-    in the module docstring). Backs ``spinenet-lite experiment hotspot_quality``.
+    in the module docstring). Backs ``spinenet-lite experiment hotspot_quality``. Over 100
+    lines for its many options; each step is a named helper (``_score_cohort``, ``_sanity`` ...).
 
     Parameters
     ----------

@@ -29,8 +29,17 @@ import numpy as np
 from ..config import TIER_TABLE
 from ..engine.evaluation import EvalResult, evaluate
 from ..errors import ConfigError
-from ..results import markdown_table
-from ..tasks import BRANCH_POINTS, PAPER_INTRA_RATER, PAPER_LOOTUS, PAPER_TABLE2, TASK_NAMES, TASKS
+from ..tasks import BRANCH_POINTS, PAPER_LOOTUS, TASK_NAMES
+from .paper_tables import (
+    ablations_markdown,
+    convergence_markdown,
+    fold_record,
+    lootus_markdown,
+    mean_std,
+    references,
+    summary,
+    table2_markdown,
+)
 
 __all__ = [
     "ABLATIONS",
@@ -84,22 +93,6 @@ ABLATIONS: dict[str, tuple[dict[str, Any], bool]] = {
     "no_class_balance": ({"class_balance": False}, True),
 }
 """Variant -> (TrainConfig overrides on the conv5 baseline, test-time augmentation)."""
-
-
-def mean_std(values: Sequence[float]) -> dict[str, float]:
-    """``{"mean", "std"}`` of the finite values (``ddof=0``); NaN if none is finite."""
-    v = np.asarray([x for x in values if x is not None], dtype=float)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return {"mean": float("nan"), "std": float("nan")}
-    return {"mean": float(v.mean()), "std": float(v.std())}
-
-
-def _per_task(dicts: Sequence[Mapping[str, float] | None]) -> dict[str, dict[str, float]] | None:
-    dicts = [d for d in dicts if d is not None]
-    if not dicts:
-        return None
-    return {t: mean_std([d.get(t, float("nan")) for d in dicts]) for t in dicts[0]}
 
 
 def _default_train(config: Any, train_data: Any, val_data: Any) -> Any:
@@ -274,45 +267,6 @@ class Runner:
         return list(self._runs.values())
 
 
-def _references(results: Sequence[EvalResult]) -> dict[str, Any]:
-    return {
-        "ceiling": _per_task([r.ceiling for r in results]),
-        "intra_rater": _per_task([r.intra_rater for r in results]),
-        "paper_intra_rater": dict(PAPER_INTRA_RATER),
-        "paper_conv5": {t: {"mean": m, "std": s} for t, (m, s) in PAPER_TABLE2["conv5"].items()},
-    }
-
-
-def _summary(results: Sequence[EvalResult]) -> dict[str, dict[str, float]]:
-    return _per_task([r.per_class_accuracy() for r in results]) or {}
-
-
-def _fold_record(res: EvalResult, fold: int) -> dict[str, Any]:
-    return {"fold": fold, "per_class_accuracy": res.per_class_accuracy(), "lootus": res.lootus,
-            "n_discs": res.n_discs, "n_patients": res.n_patients,
-            "confusion": {t: v["confusion"] for t, v in res.tasks.items()}}
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "n/a"
-    m, s = (v["mean"], v["std"]) if isinstance(v, Mapping) else (v, None)
-    if m is None or not np.isfinite(m):
-        return "n/a"
-    return f"{100 * m:.1f}" if s is None or not np.isfinite(s) else f"{100 * m:.1f} ± {100 * s:.1f}"
-
-
-def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """:func:`spinenet_lite.results.markdown_table`, the first column left, the numbers right."""
-    return markdown_table(header, rows, align="-" + "r" * (len(header) - 1))
-
-
-def _task_table(columns: Mapping[str, Mapping[str, Any] | None]) -> str:
-    header = ["Task", *columns]
-    rows = [[task.title, *(_fmt((col or {}).get(task.name)) for col in columns.values())] for task in TASKS]
-    return _markdown_table(header, rows)
-
-
 def table2(runner: Runner, branch_points: Sequence[str] = BRANCH_POINTS) -> tuple[dict[str, Any], str]:
     """Table 2: average per-class accuracy per task for every branch point.
 
@@ -330,19 +284,11 @@ def table2(runner: Runner, branch_points: Sequence[str] = BRANCH_POINTS) -> tupl
     per_bp = {bp: runner.folds(bp) for bp in branch_points}
     all_results = [r for rs in per_bp.values() for r in rs]
     results = {
-        "branch_points": {bp: _summary(rs) for bp, rs in per_bp.items()},
-        "references": _references(all_results),
-        "folds": {bp: [_fold_record(r, k) for k, r in enumerate(rs)] for bp, rs in per_bp.items()},
+        "branch_points": {bp: summary(rs) for bp, rs in per_bp.items()},
+        "references": references(all_results),
+        "folds": {bp: [fold_record(r, k) for k, r in enumerate(rs)] for bp, rs in per_bp.items()},
     }
-    refs = results["references"]
-    md = ("## Table 2 reproduced: average per-class accuracy (%), mean ± std over two models\n\n"
-          + _task_table({"Label-noise ceiling": refs["ceiling"],
-                         "Intra-rater (synthetic)": refs["intra_rater"], **results["branch_points"]})
-          + "\n## The paper's Table 2 (%)\n\n"
-          + _task_table({"Intra-rater": PAPER_INTRA_RATER,
-                         **{bp: {t: {"mean": m, "std": s} for t, (m, s) in PAPER_TABLE2[bp].items()}
-                            for bp in BRANCH_POINTS}}))
-    return results, md
+    return results, table2_markdown(results)
 
 
 def ablations(runner: Runner, variants: Sequence[str] = tuple(ABLATIONS)) -> tuple[dict[str, Any], str]:
@@ -361,15 +307,11 @@ def ablations(runner: Runner, variants: Sequence[str] = tuple(ABLATIONS)) -> tup
     per_variant = {v: runner.folds(BASELINE_BRANCH_POINT, ABLATIONS[v][0], ABLATIONS[v][1]) for v in variants}
     all_results = [r for rs in per_variant.values() for r in rs]
     results = {
-        "variants": {v: _summary(rs) for v, rs in per_variant.items()},
-        "references": _references(all_results),
-        "folds": {v: [_fold_record(r, k) for k, r in enumerate(rs)] for v, rs in per_variant.items()},
+        "variants": {v: summary(rs) for v, rs in per_variant.items()},
+        "references": references(all_results),
+        "folds": {v: [fold_record(r, k) for k, r in enumerate(rs)] for v, rs in per_variant.items()},
     }
-    refs = results["references"]
-    md = ("## Ablations (conv5): average per-class accuracy (%), mean ± std over two models\n\n"
-          + _task_table({**results["variants"], "Label-noise ceiling": refs["ceiling"],
-                         "Paper (conv5)": refs["paper_conv5"]}))
-    return results, md
+    return results, ablations_markdown(results)
 
 
 def lootus(runner: Runner) -> tuple[dict[str, Any], str]:
@@ -388,14 +330,9 @@ def lootus(runner: Runner) -> tuple[dict[str, Any], str]:
     ours = {k: mean_std([r.lootus[k] for r in rs]) for k in protocols}
     ceil = {k: mean_std([(r.ceiling_lootus or {}).get(k, float("nan")) for r in rs]) for k in protocols}
     paper = {k: {"previous": a, "spinenet": b} for k, (a, b) in PAPER_LOOTUS.items()}
-    results = {"lootus": ours, "ceiling": ceil, "paper": paper, "per_class_accuracy": _summary(rs),
-               "folds": [_fold_record(r, k) for k, r in enumerate(rs)]}
-    rows = [[k, _fmt(ours[k]), _fmt(ceil[k]), _fmt(paper[k]["previous"]), _fmt(paper[k]["spinenet"])]
-            for k in protocols]
-    md = ("## Lootus's protocol (%): Pfirrmann within one grade; narrowing normal / abnormal\n\n"
-          + _markdown_table(["Protocol", "Ours (conv5)", "Label-noise ceiling", "Paper: Lootus et al.",
-                             "Paper: SpineNet"], rows))
-    return results, md
+    results = {"lootus": ours, "ceiling": ceil, "paper": paper, "per_class_accuracy": summary(rs),
+               "folds": [fold_record(r, k) for k, r in enumerate(rs)]}
+    return results, lootus_markdown(results)
 
 
 def convergence(runner: Runner) -> tuple[dict[str, Any], str]:
@@ -411,8 +348,8 @@ def convergence(runner: Runner) -> tuple[dict[str, Any], str]:
     markdown : str
     """
     rs = runner.folds(BASELINE_BRANCH_POINT)
-    acc = _summary(rs)
-    refs = _references(rs)
+    acc = summary(rs)
+    refs = references(rs)
     ceiling = refs["ceiling"] or {}
     gap = {t: ceiling[t]["mean"] - acc[t]["mean"] for t in acc if t in ceiling}
     runs = sorted((r for r in runner.run_records()
@@ -421,12 +358,8 @@ def convergence(runner: Runner) -> tuple[dict[str, Any], str]:
     results = {"per_class_accuracy": acc,
                "lootus": {k: mean_std([r.lootus[k] for r in rs]) for k in PAPER_LOOTUS},
                "references": refs, "curves": [r["curve"] for r in runs],
-               "gap_to_ceiling": gap, "folds": [_fold_record(r, k) for k, r in enumerate(rs)]}
-    epochs = ", ".join(str(r["epochs_run"]) for r in runs)
-    md = (f"## conv5 trained longer ({epochs} epochs): average per-class accuracy (%), mean ± std over "
-          "two models\n\n"
-          + _task_table({"conv5": acc, "Label-noise ceiling": ceiling, "Paper (conv5)": refs["paper_conv5"]}))
-    return results, md
+               "gap_to_ceiling": gap, "folds": [fold_record(r, k) for k, r in enumerate(rs)]}
+    return results, convergence_markdown(results, [r["epochs_run"] for r in runs])
 
 
 _FUNCS: dict[str, Callable[[Runner], tuple[dict[str, Any], str]]] = {

@@ -3,19 +3,19 @@
 Introduced in chapter 08, *Real scans*: what a radiomics paper would do with this data, and
 the number every CNN recipe is shown beside (issue 16). The discs are those of the CNN's
 cross-validation, found by the localiser and cut by
-:func:`~spinenet_lite.experiments.spider_cv.build_discs` (and its cache,
-:func:`~spinenet_lite.experiments.spider_cv.cached_discs`); each disc's features
+:func:`~spinenet_lite.experiments.spider_discs.build_discs` (and its cache,
+:func:`~spinenet_lite.experiments.spider_discs.cached_discs`); each disc's features
 (:func:`spinenet_lite.extract.features.disc_features`: nucleus intensity against CSF and
 the bodies, disc height index, nucleus / annulus contrast, endplate contour irregularity,
 marrow bands) feed one :class:`sklearn.ensemble.HistGradientBoostingClassifier` per task,
 with ``class_weight="balanced"``, on the **same patient folds** as the CNN
-(:func:`~spinenet_lite.experiments.spider_cv.patient_folds`, same seed and fold count), and
-is scored by :func:`~spinenet_lite.experiments.spider_cv.score` (average per-class accuracy =
+(:func:`~spinenet_lite.datasets.cache.patient_folds`, same seed and fold count), and
+is scored by :func:`~spinenet_lite.experiments.spider_grading.score` (average per-class accuracy =
 balanced accuracy per task, Pfirrmann within one grade, binary narrowing).
 
 Tasks: SPIDER's gradings mapped by :func:`spinenet_lite.datasets.spider.labels_from_gradings`
 (both marrow tasks are ``Modic > 0``, so their two models see the same labels); narrowing is
-SPIDER's binary label (:func:`~spinenet_lite.experiments.spider_cv.training_labels`), scored
+SPIDER's binary label (:func:`~spinenet_lite.experiments.spider_discs.training_labels`), scored
 as Lootus's binary narrowing.
 
 Results: ``data/results/spider_recipes_<tier>.json``, ``results.baseline.<task>`` (pooled
@@ -35,9 +35,12 @@ from typing import Any
 
 import numpy as np
 
+from ..datasets.cache import patient_folds
 from ..errors import InputError
 from ..tasks import LEVELS, MISSING, TASK_NAMES
-from .spider_cv import SCORED_TASKS, SPIDER_TIERS, SpiderDiscs, patient_folds, score, training_labels
+from .spider_cv import SPIDER_TIERS
+from .spider_discs import SpiderDiscs, training_labels
+from .spider_grading import SCORED_TASKS, score
 
 __all__ = [
     "BASELINE_TIERS",
@@ -79,7 +82,7 @@ def baseline_features(discs: SpiderDiscs) -> np.ndarray:
 
     if discs.context is None or discs.context_corners is None or discs.context_scale_mm is None:
         raise InputError("these discs carry no context patches for the hand-crafted features; rebuild them "
-                         "with spinenet_lite.experiments.spider_cv.cached_discs(..., rebuild=True)")
+                         "with spinenet_lite.experiments.spider_discs.cached_discs(..., rebuild=True)")
     return feature_matrix(np.asarray(discs.context, np.float32), discs.context_corners,
                           discs.context_scale_mm)
 
@@ -113,7 +116,7 @@ def cross_validate_baseline(
     Parameters
     ----------
     discs : SpiderDiscs
-        With context patches (:func:`~spinenet_lite.experiments.spider_cv.build_discs`).
+        With context patches (:func:`~spinenet_lite.experiments.spider_discs.build_discs`).
     tier : str
         ``"ci"``, ``"teaching"`` or ``"paper"``: trees per :data:`BASELINE_TIERS`, folds per
         :data:`~spinenet_lite.experiments.spider_cv.SPIDER_TIERS` (the CNN's).
@@ -174,7 +177,7 @@ def baseline_summary(pooled: Mapping[str, Any]) -> dict[str, float]:
     """``{task: per-class accuracy, "pfirrmann_within_1", "narrowing_binary"}`` of a pooled score dict.
 
     The flat numbers of ``results.baseline`` (fractions in [0, 1]), in
-    :data:`~spinenet_lite.experiments.spider_cv.SCORED_TASKS` order.
+    :data:`~spinenet_lite.experiments.spider_grading.SCORED_TASKS` order.
     """
     out = {t: float(pooled["tasks"][t]["per_class_accuracy"]) for t in SCORED_TASKS if t in pooled["tasks"]}
     out.update({k: float(v) for k, v in pooled["lootus"].items()})
@@ -195,7 +198,7 @@ def cnn_reference(tier: str, out_dir: str | Path | None = None, variant: str = "
 def same_folds(cv: Mapping[str, Any], cnn: Mapping[str, Any] | None, seed: int) -> bool | None:
     """True when a CNN record's folds are the baseline's: same patients, fold count and seed.
 
-    :func:`~spinenet_lite.experiments.spider_cv.patient_folds` depends only on those three.
+    :func:`~spinenet_lite.datasets.cache.patient_folds` depends only on those three.
     None when there is no CNN record to compare with.
     """
     if cnn is None:

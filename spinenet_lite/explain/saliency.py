@@ -305,6 +305,47 @@ def _occlusion_maps(model: Any, v: Any, task: str, targets: Any) -> Any:
     return a.clamp_min(0)
 
 
+def _check_batch_options(task: str, method: str, n_aug: int, discs_per_batch: int,
+                         views_per_pass: int | None) -> None:
+    """Refuse an unknown task or method and non-positive counts (:func:`hotspots_batch`)."""
+    _check_task(task)
+    if method not in HOTSPOT_METHODS:
+        raise InputError(f"unknown hotspot method {method!r}; use one of {', '.join(HOTSPOT_METHODS)}")
+    if int(n_aug) < 1:
+        raise InputError(f"n_aug must be at least 1, got {n_aug}")
+    if int(discs_per_batch) < 1:
+        raise InputError(f"discs_per_batch must be at least 1, got {discs_per_batch}")
+    if views_per_pass is not None and int(views_per_pass) < 1:
+        raise InputError(f"views_per_pass must be at least 1 (or None), got {views_per_pass}")
+
+
+def _batch_targets(model: Any, v: np.ndarray, task: str, targets: Any, dev: Any) -> np.ndarray:
+    """The class explained for each disc of ``v (N, 9, H, W)``: ``targets`` checked, or the
+    predicted class when None; ``(N,)`` int."""
+    n_classes = get_task(task).n_classes
+    if targets is None:
+        return predict_classes(model, v, task, dev)
+    tg = np.asarray(targets).reshape(-1)
+    if tg.shape[0] != v.shape[0] or not np.issubdtype(tg.dtype, np.integer):
+        raise InputError(f"targets must be {v.shape[0]} integer class indices, got {tg.tolist()!r}")
+    if np.any((tg < 0) | (tg >= n_classes)):
+        raise InputError(f"targets must lie in 0..{n_classes - 1} for task {task!r}, got {tg.tolist()}")
+    return tg
+
+
+def _method_maps(method: str, model: Any, x: Any, task: str, t: Any, n_aug: int, stream: int) -> Any:
+    """One batch's maps ``(B, 9, H, W)`` Tensor by a comparison method (every one but ``"paper"``)."""
+    if method == "gradient":
+        return _grad_maps(model, x, task, t)
+    if method == "smoothgrad":
+        return _smoothgrad_maps(model, x, task, t, n_aug, stream)
+    if method == "integrated_gradients":
+        return _ig_maps(model, x, task, t, n_aug)
+    if method == "occlusion":
+        return _occlusion_maps(model, x, task, t)
+    return _gradcam_maps(model, x, task, t)
+
+
 def hotspots_batch(
     model: Any,
     volumes: Any,
@@ -363,28 +404,12 @@ def hotspots_batch(
 
     from ..progress import tqdm
 
-    _check_task(task)
-    if method not in HOTSPOT_METHODS:
-        raise InputError(f"unknown hotspot method {method!r}; use one of {', '.join(HOTSPOT_METHODS)}")
-    if int(n_aug) < 1:
-        raise InputError(f"n_aug must be at least 1, got {n_aug}")
-    if int(discs_per_batch) < 1:
-        raise InputError(f"discs_per_batch must be at least 1, got {discs_per_batch}")
-    if views_per_pass is not None and int(views_per_pass) < 1:
-        raise InputError(f"views_per_pass must be at least 1 (or None), got {views_per_pass}")
+    _check_batch_options(task, method, n_aug, discs_per_batch, views_per_pass)
     limit = 0 if views_per_pass is None else int(views_per_pass)
     v = _check_volumes(volumes, batched=True)
-    n_classes = get_task(task).n_classes
     dev = resolve_device(device, model)
     model.to(dev)
-    if targets is None:
-        tg = predict_classes(model, v, task, dev)
-    else:
-        tg = np.asarray(targets).reshape(-1)
-        if tg.shape[0] != v.shape[0] or not np.issubdtype(tg.dtype, np.integer):
-            raise InputError(f"targets must be {v.shape[0]} integer class indices, got {tg.tolist()!r}")
-        if np.any((tg < 0) | (tg >= n_classes)):
-            raise InputError(f"targets must lie in 0..{n_classes - 1} for task {task!r}, got {tg.tolist()}")
+    tg = _batch_targets(model, v, task, targets, dev)
     out = np.empty(v.shape, dtype=np.float32)
     starts = range(0, v.shape[0], int(discs_per_batch))
     # "paper": (first disc, views, transforms, view targets) of batches not yet through the network
@@ -413,16 +438,7 @@ def hotspots_batch(
                     flush()
                 pending.append((s, xa, tf, t.repeat_interleave(int(n_aug))))
                 continue
-            if method == "gradient":
-                m = _grad_maps(model, x, task, t)
-            elif method == "smoothgrad":
-                m = _smoothgrad_maps(model, x, task, t, int(n_aug), stream)
-            elif method == "integrated_gradients":
-                m = _ig_maps(model, x, task, t, int(n_aug))
-            elif method == "occlusion":
-                m = _occlusion_maps(model, x, task, t)
-            else:
-                m = _gradcam_maps(model, x, task, t)
+            m = _method_maps(method, model, x, task, t, int(n_aug), stream)
             out[s:e] = m.detach().float().cpu().numpy()
         flush()
     np.maximum(out, 0, out=out)

@@ -24,17 +24,16 @@ Introduced in chapter 02, *Extraction*. For each disc level the scan is cut into
    inside the two body quadrilaterals (within the crop), so that median becomes 0.5,
    then clipped to [0, 1].
 
-The :class:`DiscGeometry` of every volume is the exact map between volume voxels
-``(z, y, x)`` and scan voxels ``(s, r, c)`` (and mm); :meth:`DiscGeometry.to_scan` draws
-a map defined on the volume back onto the scan grid, and :func:`extract_masks` cuts
-lesion masks with the same geometry.
+The :class:`DiscGeometry` of every volume (:mod:`spinenet_lite.extract.geometry`) is the exact
+map between volume voxels ``(z, y, x)`` and scan voxels ``(s, r, c)`` (and mm);
+:meth:`DiscGeometry.to_scan` draws a map defined on the volume back onto the scan grid, and
+:func:`extract_masks` cuts lesion masks with the same geometry.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -43,11 +42,8 @@ from skimage.draw import polygon2mask
 from ..errors import InputError, LandmarkError
 from ..io.scan import Scan
 from ..tasks import LEVELS, VERTEBRAE, level_index
+from .geometry import N_SLICES, VOLUME_SIZE, DiscGeometry, DiscVolumes
 
-N_SLICES: int = 9
-"""Slices per disc volume."""
-VOLUME_SIZE: tuple[int, int] = (112, 224)
-"""Rows, columns of every disc volume slice (1:2)."""
 BODY_FRACTION: float = 0.4
 """Fraction of each adjacent vertebral body's height inside the region."""
 ENDPLATE_MARGIN: float = 1.5
@@ -58,217 +54,6 @@ OVERLAP_TOLERANCE: float = 0.25
 
 # Corner indices (ARCHITECTURE.md): 0 sup-ant, 1 sup-post, 2 inf-post, 3 inf-ant.
 _SA, _SP, _IP, _IA = 0, 1, 2, 3
-
-
-@dataclass
-class DiscGeometry:
-    """The map between one disc volume's voxels and its scan's voxels.
-
-    A volume voxel ``(z, y, x)`` (slice, row, column of the ``(9, 112, 224)`` volume)
-    lies at scan voxel ``(s, r, c)`` with::
-
-        s = mid_slice + (z - 4) * slice_step
-        p = centre_mm + (x - 111.5) * scale_mm * u + (y - 55.5) * scale_mm * v   (mm)
-        r, c = p[0] / pixel_spacing[0], p[1] / pixel_spacing[1]
-
-    where ``u = (sin a, cos a)`` is the disc axis (anterior -> posterior) and
-    ``v = (cos a, -sin a)`` the foot-ward normal, both in in-plane mm ``(row, col)``,
-    ``a = angle_deg``.
-
-    Attributes
-    ----------
-    level : str
-        Disc level (``LEVELS`` name).
-    centre : tuple of float
-        Disc centre in scan voxels ``(row, col)`` on the mid slice.
-    angle_deg : float
-        Angle of the disc axis from the scan's column axis, degrees, positive when the
-        posterior end is lower (foot-ward) than the anterior end.
-    scale_mm : float
-        Millimetres per volume pixel (isotropic in-plane).
-    mid_slice : int
-        Scan slice index of volume slice 4.
-    slice_step : float
-        Scan slices per volume slice (1.0 unless resampled).
-    slice_indices : ndarray, shape (9,), float64
-        Scan slice coordinate of every volume slice.
-    valid : ndarray, shape (9,), bool
-        False for zero-padded volume slices.
-    pixel_spacing : tuple of float
-        The scan's ``(row, col)`` spacing, mm.
-    slice_spacing : float
-        The scan's slice spacing, mm.
-    scan_shape : tuple of int
-        ``(S, H, W)`` of the scan.
-    size : tuple of int
-        ``(rows, cols)`` of a volume slice.
-    """
-
-    level: str
-    centre: tuple[float, float]
-    angle_deg: float
-    scale_mm: float
-    mid_slice: int
-    slice_step: float
-    slice_indices: np.ndarray
-    valid: np.ndarray
-    pixel_spacing: tuple[float, float]
-    slice_spacing: float
-    scan_shape: tuple[int, int, int]
-    size: tuple[int, int] = VOLUME_SIZE
-    crop_mm: tuple[float, float] = field(default=(0.0, 0.0))
-
-    # ---------------------------------------------------------------- frames
-    @property
-    def level_index(self) -> int:
-        """Index of the level in ``LEVELS``."""
-        return LEVELS.index(self.level)
-
-    def _axes(self) -> tuple[np.ndarray, np.ndarray]:
-        a = np.deg2rad(self.angle_deg)
-        return np.array([np.sin(a), np.cos(a)]), np.array([np.cos(a), -np.sin(a)])
-
-    def _centre_mm(self) -> np.ndarray:
-        return np.array([self.centre[0] * self.pixel_spacing[0], self.centre[1] * self.pixel_spacing[1]])
-
-    def volume_to_scan(self, z: np.ndarray, y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Scan voxel coordinates ``(s, r, c)`` (float64) of volume voxels ``(z, y, x)``.
-
-        Parameters
-        ----------
-        z, y, x : array_like
-            Volume voxel coordinates (broadcastable, any shape).
-        """
-        z, y, x = (np.asarray(v, dtype=np.float64) for v in (z, y, x))
-        u, v = self._axes()
-        h, w = self.size
-        dx = (x - (w - 1) / 2) * self.scale_mm
-        dy = (y - (h - 1) / 2) * self.scale_mm
-        c0 = self._centre_mm()
-        pr = c0[0] + dx * u[0] + dy * v[0]
-        pc = c0[1] + dx * u[1] + dy * v[1]
-        s = self.mid_slice + (z - N_SLICES // 2) * self.slice_step
-        return s, pr / self.pixel_spacing[0], pc / self.pixel_spacing[1]
-
-    def volume_to_mm(self, z: np.ndarray, y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Scan-frame mm ``(s * slice_spacing, r * row_spacing, c * col_spacing)``."""
-        s, r, c = self.volume_to_scan(z, y, x)
-        return s * self.slice_spacing, r * self.pixel_spacing[0], c * self.pixel_spacing[1]
-
-    def scan_to_volume(self, s: np.ndarray, r: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Volume voxel coordinates ``(z, y, x)`` of scan voxels ``(s, r, c)`` (inverse map)."""
-        s, r, c = (np.asarray(v, dtype=np.float64) for v in (s, r, c))
-        u, v = self._axes()
-        h, w = self.size
-        c0 = self._centre_mm()
-        dr = r * self.pixel_spacing[0] - c0[0]
-        dc = c * self.pixel_spacing[1] - c0[1]
-        x = (dr * u[0] + dc * u[1]) / self.scale_mm + (w - 1) / 2
-        y = (dr * v[0] + dc * v[1]) / self.scale_mm + (h - 1) / 2
-        z = (s - self.mid_slice) / self.slice_step + N_SLICES // 2
-        return z, y, x
-
-    def box_corners(self) -> np.ndarray:
-        """The crop rectangle in scan voxels, shape (4, 2) ``(row, col)``.
-
-        Order: top-anterior, top-posterior, bottom-posterior, bottom-anterior (the
-        outer edges of the corner pixels).
-        """
-        h, w = self.size
-        ys = np.array([-0.5, -0.5, h - 0.5, h - 0.5])
-        xs = np.array([-0.5, w - 0.5, w - 0.5, -0.5])
-        _, r, c = self.volume_to_scan(np.zeros(4), ys, xs)
-        return np.stack([r, c], axis=1)
-
-    # -------------------------------------------------------------- sampling
-    def sample(self, array: np.ndarray, order: int = 1) -> np.ndarray:
-        """Sample a scan-grid array ``(S, H, W)`` on this volume's grid.
-
-        Returns
-        -------
-        ndarray, shape (9, 112, 224), float32
-            Interpolated values, zero outside the scan and on invalid slices.
-        """
-        arr = np.asarray(array)
-        h, w = self.size
-        z, y, x = np.meshgrid(np.arange(N_SLICES), np.arange(h), np.arange(w), indexing="ij")
-        s, r, c = self.volume_to_scan(z, y, x)
-        if arr.shape[0] == 1:  # a single-slice scan: avoid interpolating across the edge
-            s = np.where(np.abs(s) < 1e-6, 0.0, s)
-        out = ndimage.map_coordinates(arr.astype(np.float32, copy=False), [s, r, c], order=order,
-                                      mode="constant", cval=0.0, prefilter=False)
-        out[~self.valid] = 0
-        return out.astype(np.float32, copy=False)
-
-    def to_scan(self, volume_map: np.ndarray, scan_shape: Sequence[int] | None = None) -> np.ndarray:
-        """Draw a map defined on the volume back onto the scan grid (inverse sampling).
-
-        Parameters
-        ----------
-        volume_map : ndarray, shape (9, 112, 224)
-            Any map on the volume (a hotspot, a mask as float).
-        scan_shape : tuple of int, optional
-            ``(S, H, W)``; defaults to the shape of the scan this geometry came from.
-
-        Returns
-        -------
-        ndarray, shape (S, H, W), float32
-            The map interpolated (linearly) at every scan voxel; zero outside the region.
-        """
-        vm = np.asarray(volume_map, dtype=np.float32)
-        if vm.shape != (N_SLICES, *self.size):
-            raise InputError(f"a volume map must have shape {(N_SLICES, *self.size)}; got {vm.shape}")
-        shape = tuple(int(v) for v in (scan_shape if scan_shape is not None else self.scan_shape))
-        out = np.zeros(shape, dtype=np.float32)
-        box = self.box_corners()
-        r0 = max(int(np.floor(box[:, 0].min())), 0)
-        r1 = min(int(np.ceil(box[:, 0].max())) + 1, shape[1])
-        c0 = max(int(np.floor(box[:, 1].min())), 0)
-        c1 = min(int(np.ceil(box[:, 1].max())) + 1, shape[2])
-        vm = np.where(self.valid[:, None, None], vm, 0.0).astype(np.float32)
-        z_all, _, _ = self.scan_to_volume(np.arange(shape[0]), 0.0, 0.0)
-        slices = np.nonzero((z_all > -1) & (z_all < N_SLICES))[0]
-        if r0 >= r1 or c0 >= c1 or slices.size == 0:
-            return out
-        s, r, c = np.meshgrid(slices, np.arange(r0, r1), np.arange(c0, c1), indexing="ij")
-        z, y, x = self.scan_to_volume(s, r, c)
-        vals = ndimage.map_coordinates(vm, [z, y, x], order=1, mode="constant", cval=0.0, prefilter=False)
-        out[slices[0]:slices[-1] + 1, r0:r1, c0:c1] = vals
-        return out
-
-    def region_mask(self, scan_shape: Sequence[int] | None = None) -> np.ndarray:
-        """Scan voxels covered by the volume's valid slices, shape (S, H, W), bool."""
-        return self.to_scan(np.ones((N_SLICES, *self.size), np.float32), scan_shape) > 0.999
-
-
-@dataclass
-class DiscVolumes:
-    """The disc volumes of one scan.
-
-    Attributes
-    ----------
-    volumes : ndarray, shape (D, 9, 112, 224), float32
-        Normalised intensities in [0, 1] (vertebral-body median 0.5 per slice).
-    levels : list of str
-        Level name of each volume.
-    geometries : list of DiscGeometry
-        The map of each volume back to the scan.
-    norm_medians : ndarray, shape (D, 9), float32
-        The raw vertebral-body median of each slice (0 on padded slices).
-    """
-
-    volumes: np.ndarray
-    levels: list[str]
-    geometries: list[DiscGeometry]
-    norm_medians: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.levels)
-
-    @property
-    def level_indices(self) -> np.ndarray:
-        """``(D,)`` int8 indices into ``LEVELS``."""
-        return np.array([LEVELS.index(lv) for lv in self.levels], dtype=np.int8)
 
 
 # ------------------------------------------------------------------ helpers
@@ -496,7 +281,6 @@ def extract_discs(
                          f"got n_slices={n_slices}, size={size}")
     S = scan.n_slices
     c = _validate_corners(corners, S)
-    ps = np.array(scan.pixel_spacing, dtype=np.float64)
     step = 1.0
     if resample_slice_mm is not None:
         if not np.isfinite(resample_slice_mm) or resample_slice_mm <= 0:
@@ -513,34 +297,7 @@ def extract_discs(
                    else "no slice shows both bodies")
             warnings.warn(f"disc {LEVELS[i]} skipped: {why}", stacklevel=2)
             continue
-        idx = np.nonzero(both)[0]
-        mm = c[:, :, :, :] * ps  # (7, S, 4, 2) mm
-        for s in idx:
-            check_body_pair(mm[i, s], mm[i + 1, s], LEVELS[i], int(s))
-        centre_run = (idx.min() + idx.max()) / 2
-        ep_len = (np.linalg.norm(mm[i, idx, _IP] - mm[i, idx, _IA], axis=-1)
-                  + np.linalg.norm(mm[i + 1, idx, _SP] - mm[i + 1, idx, _SA], axis=-1))
-        mid = int(idx[np.lexsort((-ep_len, np.abs(idx - centre_run)))[0]])
-        up, lo = mm[i, mid], mm[i + 1, mid]
-        centre_mm = disc_centroid(up, lo)
-        axis = (up[_IP] - up[_IA]) + (lo[_SP] - lo[_SA])
-        axis /= np.linalg.norm(axis)
-        normal = np.array([axis[1], -axis[0]])
-        disc_h = float(np.dot((lo[_SA] + lo[_SP]) / 2 - (up[_IA] + up[_IP]) / 2, normal))
-        body_h = tuple(float(np.mean([np.dot(q[_IA] - q[_SA], normal), np.dot(q[_IP] - q[_SP], normal)]))
-                       for q in (up, lo))
-        endplate = float(np.mean([np.linalg.norm(up[_IP] - up[_IA]), np.linalg.norm(lo[_SP] - lo[_SA])]))
-        crop_h, crop_w = crop_size_mm(max(disc_h, 0.0), body_h, endplate)
-        angle = float(np.degrees(np.arctan2(axis[0], axis[1])))
-        zs = mid + (np.arange(N_SLICES) - N_SLICES // 2) * step
-        valid = (zs > -0.5) & (zs < S - 0.5) & (zs >= idx.min() - 1e-6) & (zs <= idx.max() + 1e-6)
-        valid &= both[np.clip(np.rint(zs), 0, S - 1).astype(int)]
-        geom = DiscGeometry(
-            level=LEVELS[i], centre=(centre_mm[0] / ps[0], centre_mm[1] / ps[1]), angle_deg=angle,
-            scale_mm=crop_w / VOLUME_SIZE[1], mid_slice=mid, slice_step=step, slice_indices=zs,
-            valid=valid, pixel_spacing=(float(ps[0]), float(ps[1])), slice_spacing=scan.slice_spacing,
-            scan_shape=scan.shape, crop_mm=(crop_h, crop_w),
-        )
+        geom = _disc_geometry(scan, c, i, both, step)
         raw = geom.sample(source)
         vol, med = _normalise(raw, geom, c[i], c[i + 1])
         vols.append(vol)
@@ -550,6 +307,42 @@ def extract_discs(
     volumes = np.stack(vols) if vols else np.zeros((0, N_SLICES, *VOLUME_SIZE), np.float32)
     medians = np.stack(meds) if meds else np.zeros((0, N_SLICES), np.float32)
     return DiscVolumes(volumes=volumes, levels=lvls, geometries=geoms, norm_medians=medians)
+
+
+def _disc_geometry(scan: Scan, c: np.ndarray, i: int, both: np.ndarray, step: float) -> DiscGeometry:
+    """Where disc ``i`` sits (steps 1-3 of the module docstring): its mid-sagittal slice, centre,
+    axis, region and nine slice positions, from the corners ``c (7, S, 4, 2)`` (voxels) on the
+    slices ``both (S,)`` bool showing its two bodies, ``step`` scan slices apart."""
+    S = scan.n_slices
+    ps = np.array(scan.pixel_spacing, dtype=np.float64)
+    idx = np.nonzero(both)[0]
+    mm = c[:, :, :, :] * ps  # (7, S, 4, 2) mm
+    for s in idx:
+        check_body_pair(mm[i, s], mm[i + 1, s], LEVELS[i], int(s))
+    centre_run = (idx.min() + idx.max()) / 2
+    ep_len = (np.linalg.norm(mm[i, idx, _IP] - mm[i, idx, _IA], axis=-1)
+              + np.linalg.norm(mm[i + 1, idx, _SP] - mm[i + 1, idx, _SA], axis=-1))
+    mid = int(idx[np.lexsort((-ep_len, np.abs(idx - centre_run)))[0]])
+    up, lo = mm[i, mid], mm[i + 1, mid]
+    centre_mm = disc_centroid(up, lo)
+    axis = (up[_IP] - up[_IA]) + (lo[_SP] - lo[_SA])
+    axis /= np.linalg.norm(axis)
+    normal = np.array([axis[1], -axis[0]])
+    disc_h = float(np.dot((lo[_SA] + lo[_SP]) / 2 - (up[_IA] + up[_IP]) / 2, normal))
+    body_h = tuple(float(np.mean([np.dot(q[_IA] - q[_SA], normal), np.dot(q[_IP] - q[_SP], normal)]))
+                   for q in (up, lo))
+    endplate = float(np.mean([np.linalg.norm(up[_IP] - up[_IA]), np.linalg.norm(lo[_SP] - lo[_SA])]))
+    crop_h, crop_w = crop_size_mm(max(disc_h, 0.0), body_h, endplate)
+    angle = float(np.degrees(np.arctan2(axis[0], axis[1])))
+    zs = mid + (np.arange(N_SLICES) - N_SLICES // 2) * step
+    valid = (zs > -0.5) & (zs < S - 0.5) & (zs >= idx.min() - 1e-6) & (zs <= idx.max() + 1e-6)
+    valid &= both[np.clip(np.rint(zs), 0, S - 1).astype(int)]
+    return DiscGeometry(
+        level=LEVELS[i], centre=(centre_mm[0] / ps[0], centre_mm[1] / ps[1]), angle_deg=angle,
+        scale_mm=crop_w / VOLUME_SIZE[1], mid_slice=mid, slice_step=step, slice_indices=zs,
+        valid=valid, pixel_spacing=(float(ps[0]), float(ps[1])), slice_spacing=scan.slice_spacing,
+        scan_shape=scan.shape, crop_mm=(crop_h, crop_w),
+    )
 
 
 def body_masks(geom: DiscGeometry, upper: np.ndarray, lower: np.ndarray) -> np.ndarray:

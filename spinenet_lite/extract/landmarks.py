@@ -294,32 +294,45 @@ def corners_from_vertebra_mask(
     gap = float(np.median(np.diff(ref_rows))) if len(ref_rows) > 1 else float(m.shape[1])
     corners = np.full((n_v, S, 4, 2), np.nan, dtype=np.float32)
     for s in range(S):
-        comps = per_slice[s]
-        if not comps:
-            continue
-        rows = np.array([p[:, 0].mean() for p in comps])
-        taken: set[int] = set()
-        for k in np.argsort([np.abs(ref_rows - r).min() for r in rows]):
-            j = int(np.argmin(np.abs(ref_rows - rows[k])))
-            if abs(ref_rows[j] - rows[k]) > gap / 2 or j in taken or j not in names_idx:
-                continue
-            ref_comp = per_slice[ref][j]
-            ext = np.ptp(comps[k], axis=0)
-            ratio = len(comps[k]) / len(ref_comp)
-            if not 0.4 <= ratio <= 1.6 or (ext > 1.4 * np.ptp(ref_comp, axis=0) + 4).any():
-                continue  # merged with a neighbour or mostly cut: not the same body
-            taken.add(j)
-            lo, hi = max(j - 1, 0), min(j + 1, len(ref_rows) - 1)
-            spine = np.array([ref_rows[hi] - ref_rows[lo], 0.0]) if hi > lo else np.array([1.0, 0.0])
-            others = [p.mean(0) for p in comps]
-            if len(comps) > 1:  # the spine's local direction from the neighbouring bodies
-                a = others[max(k - 1, 0)]
-                b = others[min(k + 1, len(comps) - 1)]
-                spine = b - a
-            spine = spine / (np.linalg.norm(spine) or 1.0)
-            corners[names_idx[j], s] = _body_corners(comps[k], spine)
+        for v, body in _match_slice(per_slice[s], per_slice[ref], ref_rows, names_idx, gap).items():
+            corners[v, s] = body
     _drop_inconsistent(corners)
     return corners, list(VERTEBRAE)
+
+
+def _match_slice(comps: list[np.ndarray], ref_comps: list[np.ndarray], ref_rows: np.ndarray,
+                 names_idx: dict[int, int], gap: float) -> dict[int, np.ndarray]:
+    """One slice's bodies matched to the reference slice's: ``{vertebra index: corners (4, 2)}``.
+
+    Each component (pixels ``(n, 2)``) is matched to the reference body nearest in row, within
+    half a body spacing ``gap``, each reference body once, and kept only when its size and
+    extent are close to that body's (not two bodies merged, not mostly cut off).
+    """
+    out: dict[int, np.ndarray] = {}
+    if not comps:
+        return out
+    rows = np.array([p[:, 0].mean() for p in comps])
+    taken: set[int] = set()
+    for k in np.argsort([np.abs(ref_rows - r).min() for r in rows]):
+        j = int(np.argmin(np.abs(ref_rows - rows[k])))
+        if abs(ref_rows[j] - rows[k]) > gap / 2 or j in taken or j not in names_idx:
+            continue
+        ref_comp = ref_comps[j]
+        ext = np.ptp(comps[k], axis=0)
+        ratio = len(comps[k]) / len(ref_comp)
+        if not 0.4 <= ratio <= 1.6 or (ext > 1.4 * np.ptp(ref_comp, axis=0) + 4).any():
+            continue  # merged with a neighbour or mostly cut: not the same body
+        taken.add(j)
+        lo, hi = max(j - 1, 0), min(j + 1, len(ref_rows) - 1)
+        spine = np.array([ref_rows[hi] - ref_rows[lo], 0.0]) if hi > lo else np.array([1.0, 0.0])
+        others = [p.mean(0) for p in comps]
+        if len(comps) > 1:  # the spine's local direction from the neighbouring bodies
+            a = others[max(k - 1, 0)]
+            b = others[min(k + 1, len(comps) - 1)]
+            spine = b - a
+        spine = spine / (np.linalg.norm(spine) or 1.0)
+        out[names_idx[j]] = _body_corners(comps[k], spine)
+    return out
 
 
 def _drop_inconsistent(corners: np.ndarray) -> None:
