@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..phantom import synth_patient
 from ..tasks import LEVELS, TASK_NAMES, get_task
 from .prediction import Prediction
 
@@ -38,7 +39,6 @@ def demo_study(seed: int = 0) -> Any:
     PhantomStudy
         ``labels["true"]`` equals :data:`DEMO_LABELS`; ``corners`` are exact.
     """
-    from ..phantom import synth_patient
 
     return synth_patient(0, int(seed), true_labels=DEMO_LABELS)
 

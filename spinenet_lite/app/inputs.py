@@ -16,7 +16,10 @@ import numpy as np
 
 from ..engine.grading import default_grading
 from ..errors import InputError
+from ..io.dicom import load_scan
+from ..io.image import load_image
 from ..io.scan import Scan
+from ..io.volume import is_volume_file, load_volume
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -82,13 +85,10 @@ def load_input(path: str | os.PathLike, *, spacing_mm: float | Sequence[float] |
         :func:`~spinenet_lite.io.image.load_image` refuses, for a 2D image without
         ``spacing_mm``, and for ``spacing_mm`` given with DICOM (DICOM carries its spacing).
     """
-    from ..io.dicom import load_scan
-    from ..io.image import load_image
 
     if not isinstance(path, (str, os.PathLike)):
         raise InputError(f"the input must be a path to a DICOM folder, DICOM file or image; "
                          f"got {type(path).__name__}")
-    from ..io.volume import is_volume_file, load_volume
 
     p = Path(path)
     if not p.exists():

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
+from ..io.volume import is_volume_file, write_map
 from ..tasks import LEVELS, TASK_NAMES
 
 if TYPE_CHECKING:
@@ -88,7 +89,6 @@ def write_maps(pred: Prediction, out_dir: str | os.PathLike) -> dict[tuple[str, 
     dict
         ``{(level, task): Path}`` of the files written.
     """
-    from ..io.volume import is_volume_file, write_map
 
     out = Path(out_dir) / HOTSPOT_DIR
     out.mkdir(parents=True, exist_ok=True)

@@ -38,8 +38,17 @@ from typing import Any
 
 import numpy as np
 
+from .. import __version__
+from ..config import resolve_device
+from ..engine.evaluation import predict as tta_predict
+from ..engine.evaluation import predict_labels
+from ..engine.weights import load_grader, verify_weights
 from ..errors import InputError, LandmarkError, TooFewDiscsError
+from ..explain.saliency import hotspots_batch
+from ..extract.discs import check_pad_mode, extract_discs, pad_missing_slices
 from ..io.scan import Scan
+from ..localise.inference import localise
+from ..progress import tqdm
 from ..tasks import TASK_NAMES, VERTEBRAE
 from .inputs import default_grading, load_input, slab_thickness
 from .prediction import Prediction, write_grades
@@ -91,10 +100,8 @@ def _check_visible(corners: np.ndarray) -> None:
 
 
 def _localise(scan: Scan, localiser: Any, device: Any) -> tuple[np.ndarray, dict[str, str]]:
-    from ..engine.weights import verify_weights
 
     info = verify_weights(localiser, kind="localiser")
-    from ..localise.inference import localise
 
     result = localise(scan, weights=info["path"], device=str(device))
     return np.asarray(result.corners, dtype=np.float32), info
@@ -200,11 +207,6 @@ def predict(
     WeightsError
         Missing, corrupt or wrong-kind weights.
     """
-    from .. import __version__
-    from ..config import resolve_device
-    from ..engine.evaluation import predict as tta_predict
-    from ..engine.evaluation import predict_labels
-    from ..progress import tqdm
 
     _check_options(n_aug, pad, hotspots, save_maps, out_dir)
     clock = _Clock()
@@ -270,7 +272,6 @@ class _Clock:
 def _check_options(n_aug: int, pad: str | None, hotspots: bool, save_maps: bool,
                    out_dir: str | os.PathLike | None) -> None:
     """Refuse option values and combinations :func:`predict` cannot honour, before any work."""
-    from ..extract.discs import check_pad_mode
 
     if int(n_aug) < 1:
         raise InputError(f"n_aug must be a positive number of augmentations; got {n_aug}")
@@ -285,7 +286,6 @@ def _check_options(n_aug: int, pad: str | None, hotspots: bool, save_maps: bool,
 
 def _load_model(weights: Any, dev: Any) -> tuple[Any, dict[str, Any]]:
     """The grader (hash-checked, :func:`spinenet_lite.engine.weights.load_grader`) and its record."""
-    from ..engine.weights import load_grader
 
     model, winfo = load_grader(weights, device=dev)
     if dev.type == "cpu":
@@ -312,7 +312,6 @@ def _find_corners(scan: Scan, corners: Any, localiser: Any, dev: Any
 
 def _extract(scan: Scan, corners: np.ndarray, slab: float | None, pad: str) -> tuple[Any, list[str]]:
     """The disc volumes (padded as ``pad`` says) and the extraction's warnings as notes."""
-    from ..extract.discs import extract_discs, pad_missing_slices
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -329,8 +328,6 @@ def _extract(scan: Scan, corners: np.ndarray, slab: float | None, pad: str) -> t
 def _add_hotspots(pred: Prediction, model: Any, *, n_aug: int, seed: int, device: Any,
                   disable: bool | None) -> None:
     """Every finding's hotspot map into ``pred.maps``, one batch of discs per task."""
-    from ..explain.saliency import hotspots_batch
-    from ..progress import tqdm
 
     found = pred.findings()
     bar = tqdm(total=len(found), desc="hotspots", unit="map", disable=disable, leave=False)

@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..explain.saliency import to_scan_overlay
 from ..tasks import LEVELS, TASK_NAMES, TASKS, get_task
+from .prediction import is_finding
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -86,7 +88,6 @@ def overview_figure(pred: Prediction) -> Figure:
     findings (each normalised to its maximum) are drawn back onto the scan through the
     extraction geometry.
     """
-    from ..explain.saliency import to_scan_overlay
 
     scan = pred.scan
     s = overview_slice(pred)
@@ -214,7 +215,6 @@ def _img(png: bytes, alt: str) -> str:
 
 
 def _grades_table(pred: Prediction, levels: list[str]) -> str:
-    from .prediction import is_finding
 
     head = "".join(f"<th>{html.escape(t.title)}</th>" for t in TASKS)
     body = []

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ..extract.discs import N_SLICES, VOLUME_SIZE, DiscGeometry
+from ..extract.discs import N_SLICES, VOLUME_SIZE, DiscGeometry, extract_discs, extract_masks
+from ..phantom import load_patient, read_cohort
 from ..progress import tqdm
 from ..tasks import LEVELS, MISSING, TASK_NAMES, task_index
 
@@ -369,7 +370,6 @@ def patient_split(patients: Sequence[str] | np.ndarray, seed: int,
 
 # ------------------------------------------------------------ cohort -> cache
 def _patient_ids(cohort_dir: Path) -> list[str]:
-    from ..phantom import read_cohort
 
     cohort = read_cohort(cohort_dir)
     for name in ("patient_ids", "patients", "ids"):
@@ -384,8 +384,6 @@ def _extract_one(cohort_dir: str, pid: str, parts_dir: str) -> tuple[str, int]:
     """Worker: extract one phantom patient into ``parts_dir/<pid>.npz``."""
     import warnings
 
-    from ..extract.discs import extract_discs, extract_masks
-    from ..phantom import load_patient
 
     study = load_patient(Path(cohort_dir), pid)
     with warnings.catch_warnings():

@@ -43,6 +43,7 @@ import numpy as np
 from ..errors import CorruptFileError, InputError
 from ..extract.landmarks import SPIDER_CANAL, SPIDER_DISC, SPIDER_VERTEBRA
 from ..io.scan import Scan
+from ..io.volume import load_volume, read_oriented
 from ..paths import CACHE_DIR_ENV, user_cache_dir
 
 CACHE_ENV = CACHE_DIR_ENV
@@ -224,7 +225,6 @@ def read_mha(file: str | os.PathLike, *, patient_id: str = "anonymous") -> Scan:
         towards the patient's right, rows head -> foot, columns anterior -> posterior;
         ``pixel_spacing (row, col)`` and ``slice_spacing`` in mm.
     """
-    from ..io.volume import load_volume
 
     return load_volume(file, patient_id=patient_id, series_description=f"SPIDER release {Path(file).stem}",
                        isolate=False)
@@ -234,7 +234,6 @@ def read_mask(file: str | os.PathLike) -> np.ndarray:
     """A release mask ``(S, H, W)`` int32 in the same axes as :func:`read_mha`."""
     import SimpleITK as sitk
 
-    from ..io.volume import read_oriented
 
     return sitk.GetArrayFromImage(read_oriented(file)).astype(np.int32)
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import WeightsError
+from ..nn.model import SpineNet
 
 if TYPE_CHECKING:
     from torch import nn
@@ -154,7 +155,6 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     WeightsError
         Missing / corrupt file, or weights that do not fit the recorded architecture.
     """
-    from ..nn.model import SpineNet
 
     state = load_checkpoint(path, map_location=map_location)
     kwargs = dict(state.get("model_kwargs") or {})

@@ -22,7 +22,9 @@ import numpy as np
 from ..config import resolve_device
 from ..errors import InputError
 from ..metrics import classification as metrics
-from ..results import markdown_table
+from ..nn.augment import apply_transforms, tta_transforms
+from ..progress import tqdm
+from ..results import markdown_table, to_jsonable
 from ..tasks import MISSING, N_CLASSES, PAPER_INTRA_RATER, PAPER_LOOTUS, PAPER_TABLE2, TASK_NAMES, TASKS
 
 __all__ = ["EvalResult", "evaluate", "predict", "predict_labels", "paper_reference", "run_model"]
@@ -71,7 +73,6 @@ def _tile_transforms(t: Any, reps: int) -> Any:
 
 def _tta_views(device):
     """The paper's 54 test views (``augment.tta_transforms``) and the function applying them."""
-    from ..nn.augment import apply_transforms, tta_transforms
 
     return tta_transforms(device), apply_transforms
 
@@ -125,7 +126,6 @@ def run_model(
     """
     import torch
 
-    from ..progress import tqdm
 
     if int(batch_size) < 1:
         raise InputError(f"batch_size must be a positive integer, got {batch_size}")
@@ -313,7 +313,6 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready numbers (fractions in [0, 1], keyed by task; no probabilities)."""
-        from ..results import to_jsonable
 
         return to_jsonable({
             "per_class_accuracy": self.per_class_accuracy(),

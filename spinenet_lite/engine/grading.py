@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..errors import InputError
 from ..io.scan import Scan
 from .weights import DEFAULT_GRADER, ONE_SLICE_GRADER, REAL_GRADER
 
@@ -66,7 +67,6 @@ def study_kind(scan: Scan | None = None, *, n_slices: int | None = None, is_phan
     str
         One of :data:`STUDY_KINDS`.
     """
-    from ..errors import InputError
 
     if scan is not None:
         n_slices, is_phantom = scan.n_slices, scan.is_phantom
@@ -95,7 +95,6 @@ def grading_for_kind(kind: str, weights: str | os.PathLike | Any | None = None,
     weights : str, path or model
     pad : str
     """
-    from ..errors import InputError
 
     if kind not in GRADING_RULE:
         raise InputError(f"unknown study kind {kind!r}; use one of {', '.join(STUDY_KINDS)}")

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ..metrics.classification import per_class_accuracy
+from ..metrics.classification import per_class_accuracy, per_class_recall
+from ..nn.losses import multitask_loss
 from ..tasks import MISSING, N_CLASSES, TASK_NAMES
 from .evaluation import run_model
 
@@ -172,7 +173,6 @@ def evaluate_loss_accuracy(model: nn.Module, data: Any, *,
         ``loss`` (the multi-task loss with ``class_weights``), ``acc_<task>`` (per-class
         accuracy, fraction in [0, 1], NaN without labels) and ``mean_acc``.
     """
-    from ..nn.losses import multitask_loss
 
     volumes, labels = _check_data(data, "data")
     logits = predict_logits(model, volumes, batch_size=batch_size, bf16=bf16, channels_last=channels_last)
@@ -200,7 +200,6 @@ def class_recalls(model: nn.Module, data: Any, *, batch_size: int = 128) -> dict
         Fraction of the discs of each class predicted as that class; NaN for a class
         without labelled discs.
     """
-    from ..metrics.classification import per_class_recall
 
     volumes, labels = _check_data(data, "data")
     logits = predict_logits(model, volumes, batch_size=batch_size)

@@ -39,6 +39,10 @@ from torch import nn
 
 from ..config import TrainConfig, resolve_device
 from ..errors import ConfigError
+from ..nn.losses import class_weights as compute_class_weights
+from ..nn.losses import multitask_loss
+from ..nn.model import SpineNet
+from ..progress import tqdm
 from ..results import git_commit, to_jsonable
 from ..seed import seed_everything
 from ..tasks import N_CLASSES, TASK_NAMES
@@ -157,7 +161,6 @@ def _model_kwargs(config: TrainConfig) -> dict[str, Any]:
 
 def build_model(config: TrainConfig) -> nn.Module:
     """A freshly initialised :class:`~spinenet_lite.nn.model.SpineNet` for ``config``."""
-    from ..nn.model import SpineNet
 
     return SpineNet(**_model_kwargs(config))
 
@@ -222,7 +225,6 @@ def train(
     ConfigError
         ``resume`` without ``out_dir``, or a checkpoint from a different architecture / seed.
     """
-    from ..progress import tqdm
 
     if not isinstance(config, TrainConfig):
         raise ConfigError(f"config must be a TrainConfig (see spinenet_lite.config.get_tier), "
@@ -300,7 +302,6 @@ def _prepare(config: TrainConfig, train_data: Any, val_data: Any | None, out_dir
     """Check the data; device, process group, threads and seeds; the model with the training
     set's mean, class weights, optimiser, plateau scheduler and the shuffle / augmentation
     generators."""
-    from ..nn.losses import class_weights as compute_class_weights
 
     volumes, labels = _check_data(train_data, "train_data")
     val = _Data(*_check_data(val_data, "val_data")) if val_data is not None else None
@@ -402,8 +403,6 @@ def _train_epoch(run: _Run, epoch: int, show: bool) -> tuple[float, int, dict[st
     conf_dev : dict of str to Tensor
         Running confusion counts per task on the device (:func:`_count_confusion`).
     """
-    from ..nn.losses import multitask_loss
-    from ..progress import tqdm
 
     config, device = run.config, run.device
     if config.train_augment:

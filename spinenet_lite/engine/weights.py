@@ -43,7 +43,9 @@ from typing import Any
 import pooch
 
 from .. import paths
+from ..config import resolve_device
 from ..errors import WeightsError
+from ..nn.model import SpineNet
 
 __all__ = [
     "DEFAULT_GRADER",
@@ -373,7 +375,6 @@ def _device(device: Any) -> Any:
 
     if isinstance(device, torch.device):
         return device
-    from ..config import resolve_device
 
     return resolve_device(str(device))
 
@@ -406,7 +407,6 @@ def load_grader(name_or_path: str | os.PathLike | None = None, device: Any = "cp
         Missing, wrong-hash, unreadable, wrong-kind file, or weights that do not fit
         :class:`~spinenet_lite.nn.model.SpineNet`.
     """
-    from ..nn.model import SpineNet
 
     res = resolve_weights(name_or_path, kind="grader")
     data, digest = _checked_bytes(res)

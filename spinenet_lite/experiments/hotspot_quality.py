@@ -39,10 +39,22 @@ from typing import Any
 
 import numpy as np
 
-from ..config import TIER_TABLE
+from ..config import TIER_TABLE, get_tier, resolve_device
+from ..datasets.cache import extract_cohort, load_cache, patient_split
+from ..datasets.synthetic import data_root, synthetic_dataset
+from ..engine.training import train
 from ..errors import InputError
-from ..explain.saliency import HOTSPOT_METHODS
-from ..explain.sanity import cascading_randomization, layer_groups, reinitialize_  # noqa: F401
+from ..explain.counterfactual import cohort_source, counterfactual_discs
+from ..explain.saliency import HOTSPOT_METHODS, hotspots_batch, predict_proba
+from ..explain.sanity import (  # noqa: F401
+    cascading_by_task,
+    cascading_randomization,
+    layer_groups,
+    permuted_label_model,
+    permuted_label_similarity,
+    reinitialize_,
+)
+from ..metrics.classification import per_class_accuracy
 from ..metrics.saliency import (
     aggregate,
     chance,
@@ -59,6 +71,10 @@ from ..metrics.saliency import (
     specificity_chance,
     task_specificity,
 )
+from ..metrics.shortcut import SHORTCUT_MIN_GRADE, shortcut_rule, shortcut_rule_accuracy
+from ..phantom import COHORT_PRESETS, cohort_config, patient_labels, write_cohort
+from ..results import git_commit
+from ..seed import seed_everything
 from ..tasks import BINARY_TASKS, get_task, task_index
 
 __all__ = [
@@ -95,9 +111,6 @@ def _preset_dataset(preset: str, n_patients: int, seed: int, progress: bool) -> 
     ``"standard"`` is :func:`spinenet_lite.datasets.synthetic.synthetic_dataset`; another
     preset lives beside it as ``syn_<preset>_s{seed}_n{n}`` under the same data root.
     """
-    from ..datasets.cache import extract_cohort, load_cache
-    from ..datasets.synthetic import data_root, synthetic_dataset
-    from ..phantom import cohort_config, write_cohort
 
     if preset == "standard":
         return synthetic_dataset(n_patients, seed, progress=progress)
@@ -132,8 +145,6 @@ def results_name(train_cohort: str) -> str:
 
 def _cohort_name(dataset: Any) -> str:
     """``"standard"`` or ``"decorrelated"`` when a disc cache comes from that preset, else ``"other"``."""
-    from ..explain.counterfactual import cohort_source
-    from ..phantom import COHORT_PRESETS, cohort_config
 
     source = cohort_source(dataset)
     for name in COHORT_PRESETS:
@@ -144,7 +155,6 @@ def _cohort_name(dataset: Any) -> str:
 
 def _rule_labels(preset: str, n_patients: int, seed: int) -> np.ndarray:
     """True labels ``(6 * n, T)`` of ``n`` label-only patients of a preset (no rendering)."""
-    from ..phantom import cohort_config, patient_labels
 
     config = cohort_config(preset)
     return np.concatenate([patient_labels(i, seed, config)[1] for i in range(int(n_patients))])
@@ -170,14 +180,12 @@ def _choose(scored: Any, idx: np.ndarray, tasks: Sequence[str], max_discs: int, 
 # Scores of one method on one task
 # --------------------------------------------------------------------------------------
 def _finding_proba(model: Any, task: str, device: Any) -> Any:
-    from ..explain.saliency import predict_proba
 
     return lambda vols: predict_proba(model, vols, task, device)[:, 1]
 
 
 def _map_fn(method: str, n_aug: int, seed: int, device: Any, target: str) -> Any:
     """``fn(model, volumes, task) -> maps`` of one method, explaining ``target``."""
-    from ..explain.saliency import hotspots_batch
 
     def fn(model: Any, vols: np.ndarray, task: str) -> np.ndarray:
         targets = np.ones(len(vols), dtype=np.int64) if target == "abnormal" else None
@@ -242,7 +250,6 @@ def _counterfactuals(model: Any, scored: Any, chosen: dict[str, np.ndarray], n: 
         ``{task: {"discs": [CounterfactualDisc], "reliance": ndarray}}`` (disc ``k`` is
         ``chosen[task][k]``); empty when the discs do not come from a phantom cohort on disk.
     """
-    from ..explain.counterfactual import cohort_source, counterfactual_discs
 
     known = cohort_source(scored) is not None
     out: dict[str, dict[str, Any]] = {}
@@ -263,9 +270,6 @@ def _counterfactuals(model: Any, scored: Any, chosen: dict[str, np.ndarray], n: 
 # --------------------------------------------------------------------------------------
 def _accuracy(model: Any, scored: Any, idx: np.ndarray, tasks: Sequence[str], device: Any) -> dict[str, Any]:
     """The model's per-class accuracy against the true labels and against the shortcut rule."""
-    from ..explain.saliency import predict_proba
-    from ..metrics.classification import per_class_accuracy
-    from ..metrics.shortcut import shortcut_rule, shortcut_rule_accuracy
 
     true = np.asarray(scored.true_labels)[idx]
     rule = shortcut_rule(true)
@@ -325,7 +329,6 @@ def _score_cohort(model: Any, scored: Any, idx: np.ndarray, *, methods: Sequence
 def _sanity(model: Any, scored: Any, chosen: dict[str, np.ndarray], paper_maps: dict[str, np.ndarray],
             permuted: tuple[Any, int] | None, n_s: int, paper_fn: Any, seed: int) -> dict[str, Any]:
     """Cascading re-initialisation and, given ``(train_fn, epochs)``, the permuted-label check."""
-    from ..explain.sanity import cascading_by_task, permuted_label_similarity
 
     ids = {t: idx[:n_s] for t, idx in chosen.items() if idx.size}
     vols = {t: np.stack([scored.volume(i) for i in idx]) for t, idx in ids.items()}
@@ -425,7 +428,6 @@ def markdown_table(results: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------
 def _check_args(tier: str, methods: Sequence[str] | None, tasks: Sequence[str], target: str,
                 train_cohort: str) -> tuple[str, ...]:
-    from ..phantom import COHORT_PRESETS
 
     if tier not in _TIER_SIZES:
         raise InputError(f"unknown tier {tier!r}; use one of {', '.join(_TIER_SIZES)}")
@@ -445,8 +447,6 @@ def _check_args(tier: str, methods: Sequence[str] | None, tasks: Sequence[str], 
 
 def _shortcut(sizes: dict[str, Any], seed: int, tasks: Sequence[str], accuracies: dict[str, Any]
               ) -> dict[str, Any]:
-    from ..metrics.shortcut import SHORTCUT_MIN_GRADE, shortcut_rule_accuracy
-    from ..phantom import COHORT_PRESETS
 
     n = int(sizes["rule_patients"])
     rule = {c: shortcut_rule_accuracy(_rule_labels(c, n, seed), tasks=tasks) for c in COHORT_PRESETS}
@@ -533,12 +533,6 @@ def run_hotspot_quality(
     dict
         ``{"methods", "cohorts", "shortcut", "sanity", "scored", "target", "settings"}``.
     """
-    from ..config import get_tier, resolve_device
-    from ..datasets.cache import patient_split
-    from ..engine.training import train
-    from ..explain.sanity import permuted_label_model
-    from ..results import git_commit
-    from ..seed import seed_everything
 
     t0 = time.time()
     commit = git_commit()  # the code that runs, read before a run that may outlast a commit

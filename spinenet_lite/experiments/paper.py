@@ -26,9 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from ..config import TIER_TABLE
+from ..config import TIER_NAMES, TIER_TABLE, get_tier, resolve_device
+from ..datasets.cache import load_cache
+from ..datasets.synthetic import data_root, dataset_name, synthetic_dataset
 from ..engine.evaluation import EvalResult, evaluate
+from ..engine.training import train
 from ..errors import ConfigError
+from ..results import git_commit, read_results, results_dir, write_results
 from ..tasks import BRANCH_POINTS, PAPER_LOOTUS, TASK_NAMES
 from .paper_tables import (
     ablations_markdown,
@@ -96,7 +100,6 @@ ABLATIONS: dict[str, tuple[dict[str, Any], bool]] = {
 
 
 def _default_train(config: Any, train_data: Any, val_data: Any) -> Any:
-    from ..engine.training import train
 
     return train(config, train_data, val_data, progress=False)
 
@@ -127,8 +130,6 @@ def experiment_data(n_patients: int, seed: int, *, root: Any = None, progress: b
     """
     import re
 
-    from ..datasets.cache import load_cache
-    from ..datasets.synthetic import data_root, dataset_name, synthetic_dataset
 
     n = int(n_patients)
     base = data_root(root)
@@ -157,7 +158,6 @@ def experiment_config(tier: str, **overrides: Any) -> Any:
     ConfigError
         Unknown tier or field, invalid value.
     """
-    from ..config import get_tier
 
     base = get_tier(tier)
     sized = {k: v for k, v in EXPERIMENT_TIERS.get(tier, {}).items() if k not in SIZING_KEYS}
@@ -407,7 +407,6 @@ def run_experiment(
     dict
         ``{experiment: path of the JSON written}``.
     """
-    from ..results import git_commit, write_results
 
     commit = git_commit()  # the code that runs, read before a run that may outlast a commit
     names = list(EXPERIMENTS) if name == "all" else [name]
@@ -419,7 +418,6 @@ def run_experiment(
         runner = Runner(config, data=data, train_fn=train_fn, log=log,
                         max_eval_discs=EXPERIMENT_TIERS.get(tier, {}).get("max_eval_discs"))
     paths: dict[str, Path] = {}
-    from ..config import resolve_device
 
     dev = str(resolve_device(config.device))
     for n in names:
@@ -480,7 +478,6 @@ OPTIONAL_CHAPTER_EXPERIMENTS: tuple[str, ...] = ("convergence",)
 
 
 def _read_all(tier: str, out_dir: Any) -> dict[str, dict[str, Any]] | None:
-    from ..results import read_results, results_dir
 
     folder = Path(out_dir) if out_dir is not None else results_dir()
     if not all((folder / f"{n}_{tier}.json").exists() for n in EXPERIMENTS):
@@ -537,7 +534,6 @@ def chapter_results(
     """
     import tempfile
 
-    from ..config import TIER_NAMES
 
     if tier not in TIER_NAMES:
         raise ConfigError(f"unknown tier {tier!r}; use one of {', '.join(TIER_NAMES)}")

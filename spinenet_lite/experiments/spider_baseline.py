@@ -37,6 +37,8 @@ import numpy as np
 
 from ..datasets.cache import patient_folds
 from ..errors import InputError
+from ..extract.features import FEATURE_NAMES, feature_matrix
+from ..results import git_commit, results_dir, write_results
 from ..tasks import LEVELS, MISSING, TASK_NAMES
 from .spider_cv import SPIDER_TIERS
 from .spider_discs import SpiderDiscs, training_labels
@@ -78,7 +80,6 @@ def baseline_features(discs: SpiderDiscs) -> np.ndarray:
     InputError
         ``discs`` carry no context patches (built before they were recorded: rebuild the cache).
     """
-    from ..extract.features import feature_matrix
 
     if discs.context is None or discs.context_corners is None or discs.context_scale_mm is None:
         raise InputError("these discs carry no context patches for the hand-crafted features; rebuild them "
@@ -135,7 +136,6 @@ def cross_validate_baseline(
     """
     from threadpoolctl import threadpool_limits
 
-    from ..extract.features import FEATURE_NAMES
 
     if tier not in BASELINE_TIERS:
         raise InputError(f"unknown tier {tier!r}; use one of {', '.join(BASELINE_TIERS)}")
@@ -187,7 +187,6 @@ def baseline_summary(pooled: Mapping[str, Any]) -> dict[str, float]:
 def cnn_reference(tier: str, out_dir: str | Path | None = None, variant: str = "midsag_replicated"
                   ) -> dict[str, Any] | None:
     """The committed CNN cross-validation ``spider_cv_<variant>_<tier>.json`` (None if absent)."""
-    from ..results import results_dir
 
     path = (Path(out_dir) if out_dir is not None else results_dir()) / f"spider_cv_{variant}_{tier}.json"
     if not path.is_file():
@@ -251,7 +250,6 @@ def write_recipes_section(section: str, numbers: Mapping[str, Any], details: Map
     Path
         The JSON file written.
     """
-    from ..results import git_commit, results_dir, write_results
 
     folder = Path(out_dir) if out_dir is not None else results_dir()
     path = folder / f"{RECIPES_EXPERIMENT}_{tier}.json"

@@ -20,9 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from ..config import TIER_TABLE
+from ..config import TIER_TABLE, get_tier
 from ..datasets.cache import patient_folds
+from ..engine.checkpoint import load_model
+from ..engine.evaluation import paper_reference, predict, predict_labels
+from ..engine.training import train
 from ..errors import InputError, WeightsError
+from ..progress import tqdm
 from ..results import markdown_table as _markdown_table
 from ..tasks import LEVELS, MISSING
 from .spider_discs import (
@@ -88,14 +92,12 @@ from-scratch and fine-tuning recipes: the ``spider_cv`` column of
 
 
 def _config(tier: str, overrides: Mapping[str, Any], seed: int) -> Any:
-    from ..config import get_tier
 
     return get_tier(tier, seed=seed, device="cpu", restore_best=False, plateau_metric="val_loss",
                     **dict(overrides))
 
 
 def _synthetic(path: Any) -> Any:
-    from ..engine.checkpoint import load_model
 
     p = Path(path) if path is not None else synthetic_weights()
     if not p.is_file():
@@ -113,7 +115,6 @@ def fit(recipe: str, train_data: SpiderDiscs, *, tier: str = "teaching", seed: i
     ``single_slice_copies``: train on every disc and on its centre slice alone
     (:meth:`SpiderDiscs.for_training`).
     """
-    from ..engine.training import train
 
     if recipe not in RECIPES:
         raise InputError(f"unknown recipe {recipe!r}; use one of {', '.join(RECIPES)}")
@@ -164,7 +165,6 @@ def cross_validate(
         accuracy}, "cpu_time_s", "out_of_fold": (N, T) int16 predicted classes, each disc by
         the model that did not see its patient}}}``.
     """
-    from ..progress import tqdm
 
     spec = SPIDER_TIERS[tier] if tier in SPIDER_TIERS else None
     if spec is None:
@@ -217,7 +217,6 @@ def _fold_job(a: tuple) -> tuple[np.ndarray, np.ndarray | None, float]:
     ``(predictions, predictions on centre slices or None, CPU seconds)``."""
     import torch
 
-    from ..engine.evaluation import predict, predict_labels
 
     discs, folds, recipe, k, tier, seed, synthetic, tta, copies = a
     torch.set_num_threads(1)
@@ -288,7 +287,6 @@ def markdown_table(cv: Mapping[str, Any]) -> str:
 
 def _paper_numbers() -> dict[str, float]:
     """The paper's conv5 per-class accuracies and SpineNet's Lootus numbers, as fractions."""
-    from ..engine.evaluation import paper_reference
 
     ref = paper_reference("conv5")
     out = {t: float(v) for t, v in ref["per_class_accuracy"].items()}

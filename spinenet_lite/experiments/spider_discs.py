@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from ..datasets.cache import to_uint8
 from ..datasets.spider import (
     default_spider_dir,
     labels_from_gradings,
@@ -46,9 +47,15 @@ from ..datasets.spider import (
     read_gradings,
     read_midsag,
 )
+from ..engine.grading import default_pad, grading_for_kind, study_kind
 from ..errors import InputError, LandmarkError
+from ..extract.discs import extract_discs, pad_missing_slices
+from ..extract.features import disc_context
+from ..extract.landmarks import corners_from_vertebra_mask, read_space_study
 from ..io.scan import Scan
+from ..localise.inference import localise
 from ..paths import data_root
+from ..progress import tqdm
 from ..tasks import TASK_NAMES
 
 __all__ = [
@@ -175,7 +182,6 @@ def centre_replicated(volumes: np.ndarray) -> np.ndarray:
 
 
 def _localise_corners(scan: Scan, localiser_weights: Any, device: str) -> np.ndarray:
-    from ..localise.inference import localise
 
     return np.asarray(localise(scan, weights=localiser_weights, device=device).corners)
 
@@ -208,9 +214,6 @@ def study_discs(scan: Scan, corners: np.ndarray, *, resample_slice_mm: float | N
     levels : ndarray (D,) int8
     geometries : list of DiscGeometry
     """
-    from ..datasets.cache import to_uint8
-    from ..engine.grading import default_pad
-    from ..extract.discs import extract_discs, pad_missing_slices
 
     pad = default_pad(scan) if pad is None else pad
     with warnings.catch_warnings():
@@ -231,7 +234,6 @@ mid-sagittal PNG is one slice, a T2 SPACE study many (``centre_only`` is a choic
 
 def source_pad(source: str, pad: str | None = None) -> str:
     """The padding a source's studies get: ``pad`` if given, else the one rule's for its kind."""
-    from ..engine.grading import grading_for_kind
 
     if source not in SOURCES:
         raise InputError(f"unknown source {source!r}; use one of {', '.join(SOURCES)}")
@@ -283,7 +285,6 @@ def build_discs(
         ``{patient: reason}`` (studies skipped), ``ungraded`` (extracted discs with no
         grading row), ``studies`` ``{patient: {"study_kind", "pad"}}`` (every study extracted).
     """
-    from ..progress import tqdm
 
     if source not in SOURCES:
         raise InputError(f"unknown source {source!r}; use one of {', '.join(SOURCES)}")
@@ -345,7 +346,6 @@ def _extract_study(root: Path, pid: str, source: str, corners: CornersHook | Non
                    device: str, centre_only: bool, pad: str | None
                    ) -> tuple[str, str, np.ndarray, np.ndarray, list[tuple]]:
     """One study's ``(study kind, padding, volumes, levels, contexts)`` for :func:`build_discs`."""
-    from ..engine.grading import default_pad, study_kind
 
     scan, c = _study_and_corners(root, pid, source, corners, localiser_weights, device)
     kind = study_kind(scan)
@@ -361,7 +361,6 @@ def _study_and_corners(root: Path, pid: str, source: str, corners: CornersHook |
     if source == "midsag":
         scan = read_midsag(pid, root)
         return scan, _corners_for(scan, pid, corners, localiser_weights, device)
-    from ..extract.landmarks import corners_from_vertebra_mask, read_space_study
 
     scan, mask = read_space_study(root, pid)
     if corners is not None:
@@ -374,7 +373,6 @@ def _study_and_corners(root: Path, pid: str, source: str, corners: CornersHook |
 
 def _contexts(scan: Scan, corners: np.ndarray, geometries: Sequence[Any]) -> list[tuple]:
     """``(patch, corners, scale_mm)`` of every disc: :func:`~spinenet_lite.extract.features.disc_context`."""
-    from ..extract.features import disc_context
 
     out = []
     c = np.asarray(corners)

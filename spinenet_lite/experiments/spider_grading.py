@@ -16,10 +16,17 @@ from typing import Any
 
 import numpy as np
 
+from ..config import resolve_device
 from ..datasets.spider import labels_from_gradings, narrowing_binary, read_gradings
+from ..engine.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
+from ..engine.evaluation import predict, predict_labels
+from ..engine.grading import grading_for_kind, grading_record
+from ..engine.weights import DEFAULT_GRADER, REAL_GRADER, REGISTRY, load_grader, shipped_path
 from ..errors import InputError, WeightsError
+from ..extract.discs import check_pad_mode
 from ..io.scan import Scan
 from ..metrics import classification as metrics
+from ..results import git_commit, to_jsonable
 from ..tasks import LEVELS, MISSING, TASK_NAMES
 from .spider_discs import SOURCE_KINDS, SOURCES, CornersHook, build_discs, study_discs
 
@@ -44,7 +51,6 @@ def default_weights() -> Path:
 
     Where it is on this machine (:func:`spinenet_lite.engine.weights.shipped_path`).
     """
-    from ..engine.weights import REAL_GRADER, shipped_path
 
     return shipped_path(REAL_GRADER)
 
@@ -54,7 +60,6 @@ def synthetic_weights() -> Path:
 
     Where it is on this machine (:func:`spinenet_lite.engine.weights.shipped_path`).
     """
-    from ..engine.weights import DEFAULT_GRADER, shipped_path
 
     return shipped_path(DEFAULT_GRADER)
 
@@ -104,7 +109,6 @@ def _load(weights: Any, device: Any) -> tuple[Any, dict[str, Any] | None]:
     """``(model, {"name", "path", "sha256"})`` of a registry name or checkpoint path (hash-checked
     by :func:`spinenet_lite.engine.weights.load_grader`); a model passed in is returned as it
     is, with None."""
-    from ..engine.weights import REGISTRY, load_grader
 
     if weights is None:
         raise InputError("no grader given: pass a registry name, a checkpoint path or a model")
@@ -124,8 +128,6 @@ def save_weights(model: Any, path: str | os.PathLike, meta: Mapping[str, Any] | 
     Path
         The file written (atomically).
     """
-    from ..engine.checkpoint import CHECKPOINT_FORMAT, save_checkpoint
-    from ..results import git_commit, to_jsonable
 
     state = {
         "format": CHECKPOINT_FORMAT,
@@ -191,10 +193,6 @@ def evaluate_spider(
         [{"study_kind", "grader", "path", "sha256", "pad", "n_studies", "n_discs"}]}``: one
         grading entry per (study kind, grader, padding) used.
     """
-    from ..config import resolve_device
-    from ..engine.evaluation import predict, predict_labels
-    from ..engine.grading import grading_for_kind, grading_record
-    from ..extract.discs import check_pad_mode
 
     if pad is not None:
         check_pad_mode(pad)
@@ -259,7 +257,6 @@ def grade_study(
     volumes : ndarray, shape (D, 9, 112, 224), uint8
         The disc volumes graded.
     """
-    from ..engine.evaluation import predict, predict_labels
 
     vols, lv, _ = study_discs(scan, corners, resample_slice_mm=resample_slice_mm, centre_only=centre_only,
                               pad=pad)

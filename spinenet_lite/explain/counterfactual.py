@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..extract.discs import extract_discs, extract_masks
+from ..phantom import LESION_TASKS, PhantomConfig, synth_patient
 from ..tasks import LEVELS, TASK_NAMES
 
 __all__ = ["CounterfactualDisc", "cohort_source", "counterfactual_disc", "counterfactual_discs"]
@@ -100,8 +102,6 @@ def counterfactual_disc(index: int, seed: int, task: str, level: int | str, conf
     -------
     CounterfactualDisc
     """
-    from ..extract.discs import extract_discs, extract_masks
-    from ..phantom import synth_patient
 
     lv = _level_index(level)
     if task not in TASK_NAMES:
@@ -132,7 +132,6 @@ def counterfactual_disc(index: int, seed: int, task: str, level: int | str, conf
 
 
 def _lesion_tasks() -> tuple[str, ...]:
-    from ..phantom import LESION_TASKS
 
     return LESION_TASKS
 
@@ -155,7 +154,6 @@ def counterfactual_discs(dataset: Any, indices: Sequence[int] | np.ndarray, task
     list of CounterfactualDisc
         In the order of ``indices``; each patient's full study is rendered once.
     """
-    from ..phantom import synth_patient
 
     source = cohort_source(dataset)
     if source is None:
@@ -180,7 +178,6 @@ def cohort_source(dataset: Any) -> tuple[int, Any] | None:
     :func:`spinenet_lite.datasets.cache.extract_cohort`); None when the cache does not come
     from a phantom cohort or the cohort is gone.
     """
-    from ..phantom import PhantomConfig
 
     src = (getattr(dataset, "meta", None) or {}).get("source")
     if not src:

@@ -50,6 +50,8 @@ import numpy as np
 from ..config import HOTSPOT_METHODS, resolve_device
 from ..engine.evaluation import run_model
 from ..errors import InputError
+from ..nn.augment import Transforms, apply_transforms, invert_maps, sample_transforms
+from ..progress import tqdm
 from ..tasks import get_task
 
 OCCLUSION_WINDOW: tuple[int, int, int] = (9, 16, 16)
@@ -64,7 +66,6 @@ SMOOTHGRAD_NOISE: float = 0.15
 
 def _augment_fns() -> tuple[Any, Any, Any]:
     """``(sample_transforms, apply_transforms, invert_maps)`` of :mod:`spinenet_lite.nn.augment`."""
-    from ..nn.augment import apply_transforms, invert_maps, sample_transforms
 
     return sample_transforms, apply_transforms, invert_maps
 
@@ -213,7 +214,6 @@ def _coverage(t: Any, shape: tuple[int, ...], invert_maps: Any) -> Any:
     """
     import torch
 
-    from ..nn.augment import Transforms
 
     n, s, h, w = shape
     dev = t.device
@@ -402,7 +402,6 @@ def hotspots_batch(
     """
     import torch
 
-    from ..progress import tqdm
 
     _check_batch_options(task, method, n_aug, discs_per_batch, views_per_pass)
     limit = 0 if views_per_pass is None else int(views_per_pass)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.training import train
 from ..metrics.saliency import map_similarity, pointing_game
 
 __all__ = ["LAYER_ORDER", "cascading_by_task", "cascading_randomization", "layer_groups",
@@ -228,7 +229,6 @@ def permuted_label_model(config: Any, train_data: Any, val_data: Any, seed: int 
     torch.nn.Module
         The trained model, in eval mode.
     """
-    from ..engine.training import train
 
     sub = train_data.subset(np.arange(len(train_data)))
     sub.labels = np.asarray(sub.labels)[np.random.default_rng(seed).permutation(len(sub))]

@@ -29,7 +29,8 @@ from scipy.spatial import ConvexHull, QhullError
 
 from ..errors import InputError, LandmarkError
 from ..io.scan import Scan
-from ..tasks import VERTEBRAE
+from ..tasks import LEVELS, VERTEBRAE
+from .discs import check_body_pair
 
 SPIDER_VERTEBRA = 76
 """Label of vertebrae in SPIDER's T2 SPACE masks."""
@@ -337,8 +338,6 @@ def _match_slice(comps: list[np.ndarray], ref_comps: list[np.ndarray], ref_rows:
 
 def _drop_inconsistent(corners: np.ndarray) -> None:
     """NaN (in place) both bodies of a slice where their boxes are out of order or overlap."""
-    from ..tasks import LEVELS
-    from .discs import check_body_pair
 
     dropped = []
     for s in range(corners.shape[1]):

@@ -30,7 +30,16 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CorruptFileError, GeometryError, InputError, NotSagittalError, PixelDataError
+from .. import errors
+from ..errors import (
+    CorruptFileError,
+    GeometryError,
+    InputError,
+    NotSagittalError,
+    PixelDataError,
+    SpineNetError,
+)
+from .dicom import DEFAULT_MAX_VOXELS
 from .scan import Scan
 
 __all__ = ["VOLUME_SUFFIXES", "is_volume_file", "load_volume", "read_oriented", "write_map", "write_volume"]
@@ -179,7 +188,6 @@ def _read_isolated(path: Path, max_voxels: int) -> dict[str, np.ndarray]:
     import sys
     import tempfile
 
-    from .. import errors
 
     with tempfile.TemporaryDirectory(prefix="spinenet_volume_") as tmp:
         out = Path(tmp) / "volume.npz"
@@ -238,7 +246,6 @@ def load_volume(path: str | os.PathLike, *, max_voxels: int | None = None,
         or pixels, a reader crash or stall), :class:`PixelDataError` (colour, too many voxels,
         NaN, blank), :class:`GeometryError` (no voxel size), :class:`NotSagittalError`.
     """
-    from .dicom import DEFAULT_MAX_VOXELS
 
     p = Path(path)
     if not p.is_file():
@@ -361,7 +368,6 @@ def _main(argv: list[str]) -> int:
     """The child process of :func:`_read_isolated`: ``PATH OUT.npz MAX_VOXELS``."""
     import json
 
-    from ..errors import SpineNetError
 
     path, out, max_voxels = argv
     try:

@@ -30,6 +30,7 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import InputError, LandmarkError, TooFewDiscsError, WeightsError
+from ..extract.landmarks import corners_from_vertebra_mask
 from ..io.scan import Scan
 from ..paths import weights_dirs
 from ..tasks import LEVELS, VERTEBRAE
@@ -274,7 +275,6 @@ def corners_from_probability(prob: np.ndarray, size: tuple[int, int], scale: tup
         Warnings of the geometry step.
 
     """
-    from ..extract.landmarks import corners_from_vertebra_mask
 
     mask = np.asarray(prob)[:, : size[0], : size[1]] > threshold
     min_area = max(4, int(MIN_BODY_AREA_MM2 / WORK_SPACING_MM**2))

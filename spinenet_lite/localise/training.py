@@ -31,11 +31,21 @@ from skimage.draw import polygon2mask
 from torch.nn import functional as F
 
 from ..datasets.cache import patient_folds
+from ..datasets.spider import default_spider_dir
 from ..errors import InputError
-from ..results import markdown_table
+from ..extract.landmarks import (
+    SPIDER_CANAL,
+    SPIDER_VERTEBRA,
+    corners_from_vertebra_mask,
+    read_space_study,
+    space_patients,
+)
+from ..phantom import PhantomConfig, synth_patient
+from ..progress import tqdm
+from ..results import git_commit, markdown_table, write_results
 from ..tasks import LEVELS
-from .inference import WORK_SPACING_MM, disc_centres, localise, to_work_grid
-from .net import LocaliserNet
+from .inference import WORK_SPACING_MM, disc_centres, localise, save_localiser, to_work_grid
+from .net import LocaliserNet, n_parameters
 
 
 @dataclass
@@ -117,7 +127,6 @@ def spider_body_mask(mask: np.ndarray) -> np.ndarray:
         row (the slice's own canal; where a slice has none, the front-most canal edge of
         all slices; rows without canal anywhere interpolated between rows).
     """
-    from ..extract.landmarks import SPIDER_CANAL, SPIDER_VERTEBRA
 
     m = np.asarray(mask)
     if m.ndim == 2:
@@ -199,7 +208,6 @@ class SliceSet:
 
 def spider_slices(spider_dir: str | os.PathLike, patients: list[str], step: int = 1) -> SliceSet:
     """Every ``step``-th T2 SPACE slice of ``patients`` with its body mask, on the working grid."""
-    from ..extract.landmarks import read_space_study
 
     imgs, masks = [], []
     for p in patients:
@@ -218,7 +226,6 @@ def phantom_slices(indices: list[int], seed: int, per_study: int = 8, fast_every
     Every ``fast_every``-th study uses :meth:`PhantomConfig.fast` (1 mm pixels), the
     others the default configuration.
     """
-    from ..phantom import PhantomConfig, synth_patient
 
     imgs, masks = [], []
     for k, i in enumerate(indices):
@@ -339,7 +346,6 @@ def train_localiser(train: SliceSet, config: LocaliserTrainConfig, *, seed: int 
     history : list of dict
         Per epoch: ``epoch``, ``loss`` (mean training loss), ``val_dice``, ``time_s``.
     """
-    from ..progress import tqdm
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -468,7 +474,6 @@ def spider_test_studies(spider_dir: str | os.PathLike,
     """``(scan, truth corners from the masks, middle slice)`` for SPIDER T2 SPACE patients."""
     import warnings
 
-    from ..extract.landmarks import corners_from_vertebra_mask, read_space_study
 
     out = []
     for p in patients:
@@ -482,7 +487,6 @@ def spider_test_studies(spider_dir: str | os.PathLike,
 
 def phantom_test_studies(indices: list[int], seed: int) -> list[tuple[Any, np.ndarray, int]]:
     """``(scan, true corners, mid-sagittal slice)`` of ``synth_patient(i, seed)`` (default config)."""
-    from ..phantom import synth_patient
 
     out = []
     for i in indices:
@@ -542,10 +546,6 @@ def run_training(out: str | os.PathLike, config: LocaliserTrainConfig | None = N
     dict
         The results (also written).
     """
-    from ..datasets.spider import default_spider_dir
-    from ..extract.landmarks import space_patients
-    from ..results import git_commit, write_results
-    from .inference import save_localiser
 
     config = config or LocaliserTrainConfig()
     t0 = time.perf_counter()
@@ -569,7 +569,6 @@ def run_training(out: str | os.PathLike, config: LocaliserTrainConfig | None = N
     test: dict[str, Any] = {"phantom": measure(net, phantom_test)}
     if have_spider:
         test["spider"] = measure(net, spider_test_studies(sdir, split["test"]))
-    from .net import n_parameters
 
     results = {
         "weights": str(path.as_posix()) if not path.is_absolute() else path.name,

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..io.dicom import load_scan, write_dicom_series
 from ..progress import tqdm
 from ..tasks import LEVELS, MISSING, TASK_NAMES
 from .config import PhantomConfig
@@ -104,7 +105,6 @@ def save_truth(study: PhantomStudy, path: str | os.PathLike) -> None:
 
 def _write_one(args: tuple[str, int, int, dict[str, Any]]) -> list[dict[str, Any]]:
     out, index, seed, config_dict = args
-    from ..io.dicom import write_dicom_series
 
     study = synth_patient(index, seed, PhantomConfig.from_dict(config_dict))
     folder = Path(out) / study.patient_id
@@ -226,7 +226,6 @@ def load_patient(path: str | os.PathLike, patient: str | int) -> PhantomStudy:
     -------
     PhantomStudy
     """
-    from ..io.dicom import load_scan
 
     pid = patient_id(patient) if isinstance(patient, (int, np.integer)) else str(patient)
     folder = Path(path) / pid

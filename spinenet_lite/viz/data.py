@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..datasets.spider import midsag_patients, read_midsag
 from ..errors import InputError
 from ..io.scan import Scan
 from ..metrics.classification import confusion, intra_rater_agreement, label_noise_ceiling
@@ -104,7 +105,6 @@ def pick_spider_example(path: str | os.PathLike | None = None, max_clipped: floa
     str
         A patient number for :func:`spinenet_lite.datasets.spider.read_midsag`.
     """
-    from ..datasets.spider import midsag_patients, read_midsag
 
     patients = midsag_patients(path)[: max(int(limit), 1)]
     if not patients:

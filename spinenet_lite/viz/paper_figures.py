@@ -21,7 +21,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Polygon, Rectangle
 
+from ..engine.evaluation import predict
 from ..errors import InputError
+from ..explain.saliency import hotspots_batch
+from ..extract.discs import extract_discs
+from ..io.scan import Scan
 from ..nn.model import N_SLICES, SpineNet, layer_table
 from ..tasks import TASK_NAMES, get_task
 from .data import intensity_window
@@ -131,7 +135,6 @@ def network_figure(model: SpineNet) -> Figure:
 
 # ------------------------------------------------------------------------------- Fig. 1
 def _study_parts(study: Any, corners: Any) -> tuple[Any, np.ndarray]:
-    from ..io.scan import Scan
 
     if isinstance(study, Scan):
         if corners is None:
@@ -147,8 +150,6 @@ def _study_parts(study: Any, corners: Any) -> tuple[Any, np.ndarray]:
 def _predict_and_explain(model: Any, volumes: np.ndarray, tasks: Sequence[str], n_aug: int, seed: int,
                          tta: bool, device: Any) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Class probabilities of every task and the hotspot maps of ``tasks`` (predicted classes)."""
-    from ..engine.evaluation import predict
-    from ..explain.saliency import hotspots_batch
 
     probs = predict(model, volumes, tta=tta, device=device, progress=False)
     maps = {t: hotspots_batch(model, volumes, t, targets=probs[t].argmax(1), n_aug=n_aug, seed=seed,
@@ -240,7 +241,6 @@ def pipeline_figure(
     """
     import torch
 
-    from ..extract.discs import extract_discs
 
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"model must be a SpineNet (torch module); got {type(model).__name__} (load_grader "
