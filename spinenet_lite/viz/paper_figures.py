@@ -201,6 +201,9 @@ def pipeline_figure(
 ) -> Figure:
     """The paper's Fig. 1 for one study: scan -> disc volumes -> network -> labels and hotspots.
 
+    One function of about 70 lines of code: the figure's panels share one grid of axes and one
+    set of per-disc predictions, which named parts would have to pass around whole.
+
     Parameters
     ----------
     study : PhantomStudy or Scan
