@@ -229,7 +229,6 @@ def test_experiment_config_applies_the_sizing():
 
 
 def test_experiment_data_cuts_from_a_bigger_cache(tmp_path, monkeypatch):
-    from spinenet_lite.datasets import synthetic as D
     from spinenet_lite.datasets.cache import write_cache
 
     ds = _dataset(4, size=(112, 224))
@@ -239,13 +238,13 @@ def test_experiment_data_cuts_from_a_bigger_cache(tmp_path, monkeypatch):
     def no_synthesis(*a, **k):
         raise AssertionError("should not synthesise")
 
-    monkeypatch.setattr(D, "synthetic_dataset", no_synthesis)
+    monkeypatch.setattr(X, "synthetic_dataset", no_synthesis)  # the name experiment_data calls
     sub = X.experiment_data(2, 0, root=tmp_path)
     assert len(sub.labels) == 12 and sorted(set(sub.patients)) == ["P00000", "P00001"]
     np.testing.assert_array_equal(sub.labels, ds.labels[:12])
     np.testing.assert_array_equal(np.asarray(sub.volumes), ds.volumes[:12])
     calls = []
-    monkeypatch.setattr(D, "synthetic_dataset", lambda n, seed, **k: calls.append((n, seed)) or "made")
+    monkeypatch.setattr(X, "synthetic_dataset", lambda n, seed, **k: calls.append((n, seed)) or "made")
     assert X.experiment_data(5, 0, root=tmp_path) == "made" and calls == [(5, 0)]  # none bigger
     assert X.experiment_data(2, 1, root=tmp_path) == "made" and calls[-1] == (2, 1)  # other seed
 
