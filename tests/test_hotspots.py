@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from spinenet_lite.errors import InputError
-from spinenet_lite.experiments import hotspot_quality as hq
 from spinenet_lite.explain import saliency as hs
+from spinenet_lite.metrics import saliency as S
 from spinenet_lite.tasks import BINARY_TASKS, TASKS
 
 SHAPE = (9, 112, 224)
@@ -56,9 +56,9 @@ def test_paper_map_follows_the_evidence_back_to_the_original_frame() -> None:
     vol0 = vol.copy()
     h = hs.hotspots(_BrightModel(), vol, TASK, target=1, n_aug=8, seed=0)
     assert h.shape == SHAPE and h.dtype == np.float32 and (h >= 0).all()
-    assert hq.pointing_game(h, mask)
-    assert hq.mass_in_mask(h, mask) > 0.8 > 10 * hq.chance(mask)
-    assert hq.map_auc(h, mask) > 0.95
+    assert S.pointing_game(h, mask)
+    assert S.mass_in_mask(h, mask) > 0.8 > 10 * S.chance(mask)
+    assert S.map_auc(h, mask) > 0.95
     # per slice: the lesion's slice carries the map, not a max over slices
     assert h[2].sum() > 0.8 * h.sum()
     assert np.array_equal(vol, vol0)
@@ -71,7 +71,7 @@ def test_plain_gradient_is_the_patch_of_a_linear_model() -> None:
     model.train()
     h = hs.hotspots(model, _lesion_volume()[0], TASK, method="gradient")
     assert np.allclose(h, w.numpy())
-    assert hq.pointing_game(h, w.numpy() > 0)
+    assert S.pointing_game(h, w.numpy() > 0)
     # model state untouched: training flag restored, requires_grad unchanged, no .grad written
     assert model.training and model.bias.requires_grad and model.bias.grad is None
 

@@ -46,28 +46,21 @@ from ..engine.training import train
 from ..errors import InputError
 from ..explain.counterfactual import cohort_source, counterfactual_discs
 from ..explain.saliency import HOTSPOT_METHODS, hotspots_batch, predict_proba
-from ..explain.sanity import (  # noqa: F401
+from ..explain.sanity import (
     cascading_by_task,
-    cascading_randomization,
-    layer_groups,
     permuted_label_model,
     permuted_label_similarity,
-    reinitialize_,
 )
 from ..metrics.classification import per_class_accuracy
 from ..metrics.saliency import (
     aggregate,
-    chance,
     deletion_curve,
     deletion_gap,
     disc_scores,
     eligible,
     lesion_reliance,
-    map_auc,
     map_similarity,
     mass_in_mask,
-    pointing_game,
-    score_maps,
     specificity_chance,
     task_specificity,
 )
@@ -79,9 +72,6 @@ from ..tasks import BINARY_TASKS, get_task, task_index
 
 __all__ = [
     "METHODS", "METRICS", "TARGETS", "markdown_table", "results_name", "run_hotspot_quality",
-    # the scores and checks this experiment runs, kept importable from here
-    "aggregate", "cascading_randomization", "chance", "disc_scores", "eligible", "layer_groups", "map_auc",
-    "map_similarity", "mass_in_mask", "pointing_game", "reinitialize_", "score_maps",
 ]
 
 METHODS: tuple[str, ...] = HOTSPOT_METHODS
