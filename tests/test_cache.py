@@ -61,6 +61,34 @@ def test_write_load_round_trip(tmp_path):
         ds.volume(99)
 
 
+def test_concat_datasets_keeps_two_cohorts_apart(tmp_path):
+    from spinenet_lite.datasets.cache import concat_datasets
+
+    vol, labels, masks, patients, levels = _toy_arrays()
+    a = load_cache(write_cache(tmp_path / "a", vol, labels, patients=patients, levels=levels, masks=masks))
+    b = load_cache(write_cache(tmp_path / "b", vol[:6], labels[:6] * 0, patients=patients[:6],
+                               levels=levels[:6], masks=masks[:6]))
+    both = concat_datasets([a, b], ["std", "dec"])
+    assert len(both) == 18 and both.volumes.shape == (18, 9, 112, 224)
+    # the same id in two cohorts is two patients, and a split keeps each whole
+    assert both.patients[0] == "std:P00000" and both.patients[12] == "dec:P00000"
+    assert len(np.unique(both.patients)) == 3
+    assert np.array_equal(both.labels[12:], labels[:6] * 0) and np.array_equal(both.labels[:12], labels)
+    assert np.array_equal(both.mask(13, "narrowing"), masks[1, 1])
+    assert [s["name"] for s in both.meta["sources"]] == ["std", "dec"]
+    tr, va, te = patient_split(both.patients, seed=0)
+    for part in (tr, va, te):
+        for pid in np.unique(both.patients[part]):
+            assert set(np.flatnonzero(both.patients == pid)) <= set(part)
+    nomask = load_cache(write_cache(tmp_path / "c", vol[:6], labels[:6], patients=patients[:6],
+                                    levels=levels[:6]))
+    assert concat_datasets([a, nomask], ["a", "c"]).packed_masks is None
+    with pytest.raises(InputError, match="distinct"):
+        concat_datasets([a, b], ["x", "x"])
+    with pytest.raises(InputError, match="at least one"):
+        concat_datasets([], [])
+
+
 def test_float_volumes_converted_and_missing_labels(tmp_path):
     vol = np.random.default_rng(1).random((2, 9, 112, 224)).astype(np.float32)
     ds = load_cache(write_cache(tmp_path / "c", vol))

@@ -219,3 +219,38 @@ def test_cli_train_on_a_cache(tmp_path, capsys):
     assert (out / "best.pt").is_file() and "test per-class accuracy" in capsys.readouterr().out
     # bad input: a one-line error and exit code 2
     assert main(["train", "--tier", "ci", "--data", str(tmp_path / "nope"), "--out", str(out)]) == 2
+
+
+def test_cli_train_on_two_caches_and_two_cohorts(tmp_path, monkeypatch):
+    from spinenet_lite.cli import main
+    from spinenet_lite.datasets.cache import load_cache, write_cache
+
+    rng = np.random.default_rng(1)
+    caches = []
+    for name in ("one", "two"):
+        n = 24  # 4 patients x 6 discs, the same ids in both caches
+        vol = rng.integers(0, 256, (n, 9, 112, 224), dtype=np.uint8)
+        labels = np.stack([rng.integers(0, N_CLASSES[t], n) for t in TASK_NAMES], axis=1)
+        caches.append(write_cache(tmp_path / name, vol, labels, patients=[f"P{i // 6:05d}" for i in range(n)],
+                                  levels=[i % 6 for i in range(n)]))
+    out = tmp_path / "run"
+    fast = ["--quiet", "--max-epochs", "1", "--width", "0.0625", "--no-augment", "--device", "cpu"]
+    assert main(["train", "--tier", "ci", "--data", *map(str, caches), "--out", str(out), *fast]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert sum(summary["n_discs"].values()) == 48 and summary["data"] == "one + two"
+    # synthetic cohorts: one seed per preset, named in the summary; bad presets and seeds are refused
+    made = []
+
+    def fake(n, seed, root=None, preset="standard", **k):
+        made.append((n, seed, preset))
+        return load_cache(caches[len(made) - 1])
+    monkeypatch.setattr("spinenet_lite.datasets.synthetic.synthetic_dataset", fake)
+    assert main(["train", "--tier", "ci", "--cohort", "standard", "decorrelated", "--cohort-seed", "0", "2",
+                 "--patients", "4", "--out", str(tmp_path / "r2"), *fast]) == 0
+    assert made == [(4, 0, "standard"), (4, 2, "decorrelated")]
+    summary = json.loads((tmp_path / "r2" / "summary.json").read_text())
+    assert summary["data"] == "synthetic:syn_s0_n4 + synthetic:syn_decorrelated_s2_n4"
+    assert main(["train", "--cohort", "nope", "--out", str(tmp_path / "r3")]) == 2
+    assert main(["train", "--cohort", "standard", "decorrelated", "--cohort-seed", "0", "1", "2",
+                 "--out", str(tmp_path / "r3")]) == 2
+    assert main(["train", "--cohort", "standard", "standard", "--out", str(tmp_path / "r3")]) == 2

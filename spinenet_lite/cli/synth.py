@@ -52,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--patients", type=int, default=20, metavar="N", help="number of patients (default 20)")
     p.add_argument("--out", required=True, metavar="DIR", help="cohort folder to write")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="cohort seed (default 0)")
+    p.add_argument("--cohort", default="standard", metavar="PRESET",
+                   help="cohort preset: standard (default; endplate and marrow findings commoner on "
+                        "degenerate discs) or decorrelated (independent of degeneration, chapter 07)")
     p.add_argument("--workers", type=int, default=1, metavar="K", help="worker processes (default 1)")
     p.add_argument("--overwrite", action="store_true", help="replace a cohort already in DIR")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -79,7 +82,7 @@ def prevalence_table(labels: np.ndarray, true: np.ndarray) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``spinenet-lite synth``."""
-    from ..phantom import write_cohort
+    from ..phantom import COHORT_PRESETS, cohort_config, write_cohort
 
     if args.patients < 1:
         raise InputError(f"--patients must be at least 1; got {args.patients}")
@@ -87,9 +90,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--workers must be at least 1; got {args.workers}")
     if args.seed < 0:
         raise InputError(f"--seed must be a non-negative integer; got {args.seed}")
+    if args.cohort not in COHORT_PRESETS:
+        raise InputError(f"unknown --cohort {args.cohort!r}; use one of {', '.join(COHORT_PRESETS)}")
     start = time.perf_counter()
     cohort = write_cohort(args.out, args.patients, args.seed, workers=args.workers,
-                          progress=not args.no_progress, overwrite=args.overwrite)
+                          config=cohort_config(args.cohort), progress=not args.no_progress,
+                          overwrite=args.overwrite)
     wall = time.perf_counter() - start
     n_discs = len(cohort.labels)
     print(f"wrote {len(cohort)} studies ({n_discs} discs) to {cohort.path} in {wall:.1f} s")

@@ -39,8 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tier", choices=TIER_NAMES, default="teaching",
                    help="size of the run (default teaching)")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--data", type=Path, metavar="CACHE",
-                     help="disc cache folder written by `spinenet-lite extract-cohort`")
+    src.add_argument("--data", type=Path, nargs="+", metavar="CACHE",
+                     help="disc cache folder(s) written by `spinenet-lite extract-cohort`; several are "
+                          "trained on together (patient ids prefixed by the folder name)")
     src.add_argument("--patients", type=int, metavar="N",
                      help="number of synthetic patients (default: the tier's)")
     p.add_argument("--out", type=Path, metavar="DIR", help="run folder")
@@ -57,8 +58,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default: the tier's)")
     p.add_argument("--split-seed", type=int, default=0, metavar="S",
                    help="seed of the 80:10:10 patient split (default 0; `evaluate --seed` takes the same)")
-    p.add_argument("--cohort-seed", type=int, default=0, metavar="S",
-                   help="seed of the synthetic cohort (default 0)")
+    p.add_argument("--cohort", nargs="+", default=["standard"], metavar="PRESET",
+                   help="synthetic cohort preset(s) without --data: standard (default), decorrelated "
+                        "(endplate and marrow findings independent of degeneration, chapter 07); "
+                        "several are trained on together, --patients of each")
+    p.add_argument("--cohort-seed", type=int, nargs="+", default=[0], metavar="S",
+                   help="seed of the synthetic cohort, or one per --cohort (default 0)")
     p.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
                    help="where the synthetic cohort and its disc cache are made (default: data/ of a "
                         "checkout, else the user cache; $SPINENET_DATA_DIR)")
@@ -79,12 +84,45 @@ def default_run_dir(tier: str, branch_point: str, seed: int, split_seed: int = 0
     return runs_dir() / f"{tier}_{branch_point}_s{seed}{suffix}"
 
 
+def _training_data(args: argparse.Namespace, n_patients: int) -> tuple[Any, str]:
+    """The disc dataset ``train`` fits (one cache or cohort, or several concatenated) and its name."""
+    from ..datasets.cache import concat_datasets, load_cache
+    from ..datasets.synthetic import dataset_name, synthetic_dataset
+    from ..phantom import COHORT_PRESETS
+
+    if args.data is not None:
+        parts = [load_cache(d) for d in args.data]
+        names = [Path(d).name for d in args.data]
+        if len(set(names)) != len(names):
+            raise InputError(f"--data folders need distinct names; got {names}")
+    else:
+        seeds = list(args.cohort_seed)
+        if len(seeds) == 1:
+            seeds = seeds * len(args.cohort)
+        if len(seeds) != len(args.cohort):
+            raise InputError(f"give one --cohort-seed, or one per --cohort ({len(args.cohort)}); "
+                             f"got {len(seeds)}")
+        for preset in args.cohort:
+            if preset not in COHORT_PRESETS:
+                raise InputError(f"unknown --cohort {preset!r}; use one of {', '.join(COHORT_PRESETS)}")
+        names = [dataset_name(n_patients, s, c) for c, s in zip(args.cohort, seeds)]
+        if len(set(names)) != len(names):
+            raise InputError(f"--cohort / --cohort-seed name the same cohort twice: {names}")
+        parts = [synthetic_dataset(n_patients, seed=s, root=args.data_dir, preset=c)
+                 for c, s in zip(args.cohort, seeds)]
+        names = [f"synthetic:{n}" for n in names]
+    if len(parts) == 1:
+        return parts[0], (str(args.data[0]) if args.data is not None else
+                          f"synthetic:{n_patients}:seed{args.cohort_seed[0]}")
+    return concat_datasets(parts, names), " + ".join(names)
+
+
 def run(args: argparse.Namespace) -> int:
     """Handler of ``spinenet-lite train``; returns the exit code."""
     import numpy as np
 
     from ..config import get_tier
-    from ..datasets.cache import load_cache, patient_split
+    from ..datasets.cache import patient_split
     from ..engine.training import evaluate_loss_accuracy, train
     from ..results import git_commit, machine_description, to_jsonable
 
@@ -103,14 +141,7 @@ def run(args: argparse.Namespace) -> int:
         overrides["train_augment"] = False
     config = get_tier(args.tier, **overrides)
 
-    if args.data is not None:
-        data = load_cache(args.data)
-        source = str(args.data)
-    else:
-        from ..datasets.synthetic import synthetic_dataset
-
-        data = synthetic_dataset(config.n_patients, seed=args.cohort_seed, root=args.data_dir)
-        source = f"synthetic:{config.n_patients}:seed{args.cohort_seed}"
+    data, source = _training_data(args, config.n_patients)
     tr_idx, va_idx, te_idx = patient_split(np.asarray(data.patients), seed=args.split_seed)
     if len(tr_idx) == 0:
         raise InputError(f"{source} has too few patients for a train split; give more (--patients)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .cache import (  # noqa: I001
     DiscDataset,
+    concat_datasets,
     extract_cohort,
     geometries_to_arrays,
     geometry_from_arrays,
@@ -53,6 +54,7 @@ __all__ = [
     "to_uint8",
     "write_cache",
     "load_cache",
+    "concat_datasets",
     "patient_split",
     "patient_folds",
     "extract_cohort",

@@ -160,6 +160,49 @@ class DiscDataset:
         )
 
 
+def concat_datasets(datasets: Sequence[DiscDataset], names: Sequence[str]) -> DiscDataset:
+    """Several disc datasets as one, in memory, for training on two cohorts at once.
+
+    Patient ids become ``<name>:<id>``, so that ``P00003`` of two cohorts stay two patients
+    and :func:`patient_split` keeps each one whole (chapter 07 trains on a standard and a
+    decorrelated cohort together this way).
+
+    Parameters
+    ----------
+    datasets : sequence of DiscDataset
+        At least one; lesion masks and geometry are kept only when every dataset has them.
+    names : sequence of str
+        One distinct, non-empty name per dataset (e.g. the cache folder names).
+
+    Returns
+    -------
+    DiscDataset
+        ``sum(len(d))`` discs in the given order; ``meta["sources"]`` lists each part's name,
+        disc count and meta.
+    """
+    if len(datasets) == 0:
+        raise InputError("concat_datasets needs at least one dataset")
+    if len(names) != len(datasets) or len(set(names)) != len(names) or not all(names):
+        raise InputError(f"give one distinct, non-empty name per dataset; got {list(names)}")
+    masks = None
+    if all(d.packed_masks is not None for d in datasets):
+        masks = np.concatenate([np.asarray(d.packed_masks) for d in datasets])
+    geo = None
+    if all(d.geometry is not None for d in datasets):
+        keys = set.intersection(*(set(d.geometry) for d in datasets))  # type: ignore[arg-type]
+        geo = {k: np.concatenate([np.asarray(d.geometry[k]) for d in datasets])  # type: ignore[index]
+               for k in sorted(keys)}
+    patients = np.concatenate([np.asarray([f"{n}:{p}" for p in np.asarray(d.patients)])
+                               for d, n in zip(datasets, names)])
+    meta = {"sources": [{"name": n, "n_discs": len(d), "meta": d.meta} for d, n in zip(datasets, names)]}
+    return DiscDataset(
+        np.concatenate([np.asarray(d.volumes) for d in datasets]),
+        np.concatenate([np.asarray(d.labels) for d in datasets]),
+        np.concatenate([np.asarray(d.true_labels) for d in datasets]),
+        np.concatenate([np.asarray(d.reread_labels) for d in datasets]),
+        patients, np.concatenate([np.asarray(d.levels) for d in datasets]), masks, geo, meta=meta)
+
+
 # ------------------------------------------------------------------ writing
 def to_uint8(volumes: np.ndarray) -> np.ndarray:
     """Float volumes in [0, 1] -> uint8 (x 255, rounded)."""

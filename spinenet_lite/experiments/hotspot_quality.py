@@ -31,8 +31,6 @@ score is a fraction in [0, 1].
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -40,8 +38,8 @@ from typing import Any
 import numpy as np
 
 from ..config import TIER_TABLE, get_tier, resolve_device
-from ..datasets.cache import extract_cohort, load_cache, patient_split
-from ..datasets.synthetic import data_root, synthetic_dataset
+from ..datasets.cache import patient_split
+from ..datasets.synthetic import synthetic_dataset
 from ..engine.training import train
 from ..errors import InputError
 from ..explain.counterfactual import cohort_source, counterfactual_discs
@@ -65,7 +63,7 @@ from ..metrics.saliency import (
     task_specificity,
 )
 from ..metrics.shortcut import SHORTCUT_MIN_GRADE, shortcut_rule, shortcut_rule_accuracy
-from ..phantom import COHORT_PRESETS, cohort_config, patient_labels, write_cohort
+from ..phantom import COHORT_PRESETS, cohort_config, patient_labels
 from ..results import git_commit
 from ..seed import seed_everything
 from ..tasks import BINARY_TASKS, get_task, task_index
@@ -95,37 +93,6 @@ _TIER_SIZES: dict[str, dict[str, Any]] = {name: t["hotspot_quality"] for name, t
 # --------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------
-def _preset_dataset(preset: str, n_patients: int, seed: int, progress: bool) -> Any:
-    """The disc cache of ``n_patients`` of cohort preset ``preset`` (made when missing).
-
-    ``"standard"`` is :func:`spinenet_lite.datasets.synthetic.synthetic_dataset`; another
-    preset lives beside it as ``syn_<preset>_s{seed}_n{n}`` under the same data root.
-    """
-
-    if preset == "standard":
-        return synthetic_dataset(n_patients, seed, progress=progress)
-    config = cohort_config(preset)
-    name = f"syn_{preset}_s{int(seed)}_n{int(n_patients)}"
-    cohort, cache = data_root() / "cohorts" / name, data_root() / "cache" / name
-    if (cache / "meta.json").exists():
-        return load_cache(cache)
-    workers = max(1, min(4, os.cpu_count() or 1, int(n_patients) // 4))
-    if not (cohort / "cohort.json").exists():
-        tmp = cohort.with_name(f".{name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        write_cohort(tmp, n_patients=int(n_patients), seed=int(seed), workers=workers, config=config,
-                     progress=progress)
-        shutil.rmtree(cohort, ignore_errors=True)
-        tmp.replace(cohort)
-    tmp_cache = cache.with_name(f".{name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp_cache, ignore_errors=True)
-    extract_cohort(cohort, tmp_cache, workers=workers, progress=progress)
-    shutil.rmtree(cache, ignore_errors=True)
-    tmp_cache.replace(cache)
-    return load_cache(cache)
-
-
 def results_name(train_cohort: str) -> str:
     """The experiment name results are written under: ``hotspot_quality`` for a grader trained on
     the standard cohort, ``hotspot_quality_<preset>`` for one trained on another preset (so that
@@ -537,7 +504,7 @@ def run_hotspot_quality(
     config = get_tier(tier, device=device)
     dev = resolve_device(device)
     if data is None:
-        data = _preset_dataset(train_cohort, config.n_patients, seed, progress)
+        data = synthetic_dataset(config.n_patients, seed, preset=train_cohort, progress=progress)
     train_idx, val_idx, test_idx = patient_split(data.patients, seed)
     if model is None:
         model = train(config, data.subset(train_idx), data.subset(val_idx), progress=progress).model
@@ -557,7 +524,7 @@ def run_hotspot_quality(
     accuracies = {results["scored"]["cohort"]: _accuracy(model, scored, scored_idx, tasks, dev)}
     if second_cohort and sizes["second_cohort_patients"] > 0:
         name = "standard" if results["scored"]["cohort"] == "decorrelated" else "decorrelated"
-        other = _preset_dataset(name, sizes["second_cohort_patients"], seed + 1, progress)
+        other = synthetic_dataset(sizes["second_cohort_patients"], seed + 1, preset=name, progress=progress)
         o_idx = np.arange(len(other))
         results["cohorts"][name] = {"methods": _score_cohort(model, other, o_idx, **common)[0],
                                     "n_candidate_discs": int(len(o_idx)), "seed": seed + 1}
