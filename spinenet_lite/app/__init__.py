@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from .demo import (  # noqa: I001
     DEMO_LABELS,
+    agreement,
     compare_table,
+    demo_agreement,
     demo_study,
 )
 from .inputs import (  # noqa: I001
@@ -68,6 +70,8 @@ __all__ = [
     "scan_map",
     "write_maps",
     "DEMO_LABELS",
+    "agreement",
     "compare_table",
+    "demo_agreement",
     "demo_study",
 ]

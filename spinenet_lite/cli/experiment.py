@@ -62,6 +62,89 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "decorrelated: endplate and marrow labels independent of degeneration)")
     p.set_defaults(func=run)
 
+    r = subparsers.add_parser(
+        "hotspot-recipes",
+        help="compare graders (and the paper's averaging choices) on the same new patients",
+        description=(
+            "Score every --grader on new patients (cohort seed --seed + 1) of the standard and the "
+            "decorrelated cohorts: accuracy, agreement with the degeneration rule, the paper's hotspots "
+            "against the true lesions, lesion reliance; remake one grader's maps with each averaging "
+            "choice; grade the demo study of each --demo-seeds seed with every grader. Writes "
+            "data/results/hotspot_recipes_<tier>.json and .md (chapter 07)."),
+    )
+    r.add_argument("--grader", action="append", required=True, metavar="NAME=WEIGHTS",
+                   help="a grader to compare: a name and a registry name or checkpoint (repeat)")
+    r.add_argument("--trained-by", action="append", default=[], metavar="NAME=COMMAND",
+                   help="how grader NAME was trained (a command line), recorded in the results (repeat)")
+    r.add_argument("--tier", default="teaching", choices=("ci", "teaching", "paper"))
+    r.add_argument("--seed", type=int, default=0, help="seed (default 0): new patients are cohort seed + 1")
+    r.add_argument("--eval-patients", type=int, default=100, metavar="N",
+                   help="new patients of each cohort (default 100)")
+    r.add_argument("--max-discs", type=int, default=30, metavar="K",
+                   help="truly abnormal discs scored per task (default 30)")
+    r.add_argument("--counterfactual-discs", type=int, default=20, metavar="K",
+                   help="of them, discs rendered again without their lesion (default 20)")
+    r.add_argument("--averaging-grader", default=None, metavar="NAME",
+                   help="the grader whose maps the averaging choices remake (default: the last)")
+    r.add_argument("--demo-seeds", type=int, default=5, metavar="K",
+                   help="demo studies (seeds 0..K-1) graded by every grader (default 5; 0: none)")
+    r.add_argument("--device", default="auto")
+    r.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    r.add_argument("--out-dir", type=Path, default=None, help="results folder (default data/results)")
+    r.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                   help="where the new patients' cohorts and caches are made ($SPINENET_DATA_DIR)")
+    r.set_defaults(func=run_recipes)
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    """``["a=x", "b=y"]`` -> ``{"a": "x", "b": "y"}``; a value without ``=`` or a repeated name is refused."""
+    from ..errors import InputError
+
+    out: dict[str, str] = {}
+    for v in values:
+        name, sep, rest = v.partition("=")
+        if not sep or not name or not rest:
+            raise InputError(f"{flag} takes NAME=VALUE; got {v!r}")
+        if name in out:
+            raise InputError(f"{flag} names {name!r} twice")
+        out[name] = rest
+    return out
+
+
+def run_recipes(args: argparse.Namespace) -> int:
+    """Handler of ``spinenet-lite hotspot-recipes``."""
+    from ..errors import InputError
+    from ..paths import use_data_dir
+
+    graders = _pairs(args.grader, "--grader")
+    trained_by = _pairs(args.trained_by, "--trained-by")
+    unknown = set(trained_by) - set(graders)
+    if unknown:
+        raise InputError(f"--trained-by names no --grader: {', '.join(sorted(unknown))}")
+    if args.demo_seeds < 0:
+        raise InputError(f"--demo-seeds must be >= 0; got {args.demo_seeds}")
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from ..app.demo import demo_agreement
+    from ..engine.weights import load_grader
+    from ..experiments.hotspot_recipes import run_hotspot_recipes
+
+    models = {name: load_grader(w, device="cpu" if args.device == "auto" else args.device)[0]
+              for name, w in graders.items()}
+    demo = {name: demo_agreement(w, range(args.demo_seeds), device=args.device) for name, w in graders.items()
+            } if args.demo_seeds else None
+    with use_data_dir(args.data_dir):
+        res = run_hotspot_recipes(models, args.tier, args.seed, args.device, eval_patients=args.eval_patients,
+                                  max_discs=args.max_discs, counterfactual_discs=args.counterfactual_discs,
+                                  averaging_grader=args.averaging_grader, demo=demo, training=trained_by,
+                                  out_dir=args.out_dir)
+    from ..experiments.hotspot_recipes import markdown_table
+
+    print(markdown_table(res))
+    return 0
+
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``spinenet-lite experiment``: :func:`_run` with ``--data-dir`` as the data root."""

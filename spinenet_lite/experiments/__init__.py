@@ -6,6 +6,7 @@ The hotspot scores live in :mod:`spinenet_lite.metrics.saliency`, the sanity che
 from __future__ import annotations
 
 from .hotspot_quality import run_hotspot_quality  # noqa: I001
+from .hotspot_recipes import run_hotspot_recipes  # noqa: I001
 from .paper import (  # noqa: I001
     ABLATIONS,
     ALL_EXPERIMENTS,
@@ -84,6 +85,7 @@ __all__ = [
     "run_experiment",
     "table2",
     "run_hotspot_quality",
+    "run_hotspot_recipes",
     "RECIPES",
     "SCORED_TASKS",
     "SOURCES",

@@ -69,7 +69,8 @@ from ..seed import seed_everything
 from ..tasks import BINARY_TASKS, get_task, task_index
 
 __all__ = [
-    "METHODS", "METRICS", "TARGETS", "markdown_table", "results_name", "run_hotspot_quality",
+    "METHODS", "METRICS", "TARGETS", "aggregate_rows", "choose_discs", "disc_rows", "markdown_table",
+    "results_name", "run_hotspot_quality",
 ]
 
 METHODS: tuple[str, ...] = HOTSPOT_METHODS
@@ -117,8 +118,8 @@ def _rule_labels(preset: str, n_patients: int, seed: int) -> np.ndarray:
     return np.concatenate([patient_labels(i, seed, config)[1] for i in range(int(n_patients))])
 
 
-def _choose(scored: Any, idx: np.ndarray, tasks: Sequence[str], max_discs: int, seed: int
-            ) -> dict[str, np.ndarray]:
+def choose_discs(scored: Any, idx: np.ndarray, tasks: Sequence[str], max_discs: int, seed: int
+                 ) -> dict[str, np.ndarray]:
     """Per task: up to ``max_discs`` discs of ``idx`` with a true lesion (sorted, seeded draw)."""
     rng = np.random.default_rng(seed)
     true = np.asarray(scored.true_labels)
@@ -151,8 +152,8 @@ def _map_fn(method: str, n_aug: int, seed: int, device: Any, target: str) -> Any
     return fn
 
 
-def _disc_rows(scored: Any, idx: np.ndarray, task: str, maps: np.ndarray, tasks_all: Sequence[str]
-               ) -> list[dict[str, float]]:
+def disc_rows(scored: Any, idx: np.ndarray, task: str, maps: np.ndarray, tasks_all: Sequence[str]
+              ) -> list[dict[str, float]]:
     """Per-disc localisation scores, with task specificity where the disc has other lesions."""
     masks = scored.masks(idx, task)
     others = {o: scored.masks(idx, o) for o in tasks_all if o != task}
@@ -187,7 +188,8 @@ def _add_counterfactual(rows: list[dict[str, float]], cf: dict[str, Any], map_fn
         row["mass_shift"] = mass_in_mask(with_maps[k], d.mask) - mass_in_mask(without_maps[k], d.mask)
 
 
-def _aggregate(rows: list[dict[str, float]], seed: int) -> dict[str, Any]:
+def aggregate_rows(rows: list[dict[str, float]], seed: int) -> dict[str, Any]:
+    """Per-disc rows -> mean and 95 % bootstrap interval of every score in :data:`METRICS`, with counts."""
     out = aggregate(rows, seed=seed, keys=METRICS)
     for key, count in _COUNTS.items():
         out[count] = int(sum(1 for r in rows if math.isfinite(r.get(key, math.nan))))
@@ -259,24 +261,24 @@ def _score_cohort(model: Any, scored: Any, idx: np.ndarray, *, methods: Sequence
     """
     from tqdm.auto import tqdm
 
-    chosen = _choose(scored, idx, tasks, sizes["max_discs"], seed)
+    chosen = choose_discs(scored, idx, tasks, sizes["max_discs"], seed)
     cf = _counterfactuals(model, scored, chosen, sizes["counterfactual_discs"], device)
     results: dict[str, Any] = {m: {} for m in methods}
     paper_maps: dict[str, np.ndarray] = {}
     for m, t in tqdm([(m, t) for m in methods for t in tasks], disable=not progress, desc="hotspot quality"):
         ids = chosen[t]
         if ids.size == 0:
-            results[m][t] = _aggregate([], seed)
+            results[m][t] = aggregate_rows([], seed)
             continue
         fn = _map_fn(m, n_aug, seed, device, target)
         vols = np.stack([scored.volume(i) for i in ids])
         maps = fn(model, vols, t)
         if m == "paper":
             paper_maps[t] = maps
-        rows = _disc_rows(scored, ids, t, maps, tasks)
+        rows = disc_rows(scored, ids, t, maps, tasks)
         _add_deletion(rows, vols, maps, _finding_proba(model, t, device), sizes["deletion_discs"], seed)
         _add_counterfactual(rows, cf[t], fn, model, t)
-        results[m][t] = _aggregate(rows, seed)
+        results[m][t] = aggregate_rows(rows, seed)
     return results, chosen, paper_maps
 
 
@@ -430,6 +432,8 @@ def run_hotspot_quality(
     second_cohort_patients: int | None = None,
     permuted: bool = True,
     permuted_epochs: int | None = None,
+    sanity: bool = True,
+    sizes: dict[str, Any] | None = None,
     write: bool = True,
     out_dir: Any = None,
     progress: bool = True,
@@ -482,6 +486,12 @@ def run_hotspot_quality(
         Train a second model on permuted labels for the sanity check.
     permuted_epochs : int, optional
         Epochs of that model (default: a third of the tier's, at least 1).
+    sanity : bool
+        Run the sanity checks (cascading re-initialisation, and the permuted-label model when
+        ``permuted``); ``results["sanity"]`` is empty without them.
+    sizes : dict, optional
+        Overrides of the tier's study sizes (keys of ``TIER_TABLE[tier]["hotspot_quality"]``:
+        ``max_discs``, ``counterfactual_discs``, ``deletion_discs`` ...).
     write : bool
         Write the results file.
 
@@ -494,7 +504,10 @@ def run_hotspot_quality(
     t0 = time.time()
     commit = git_commit()  # the code that runs, read before a run that may outlast a commit
     methods = _check_args(tier, methods, tasks, target, train_cohort)
-    sizes = dict(_TIER_SIZES[tier], methods=methods)
+    unknown = set(sizes or {}) - set(_TIER_SIZES[tier])
+    if unknown:
+        raise InputError(f"unknown study sizes {sorted(unknown)}; use {', '.join(sorted(_TIER_SIZES[tier]))}")
+    sizes = dict(_TIER_SIZES[tier], **(sizes or {}), methods=methods)
     if max_discs is not None:
         sizes["max_discs"] = int(max_discs)
     if second_cohort_patients is not None:
@@ -538,8 +551,9 @@ def run_hotspot_quality(
         return permuted_label_model(perm_config, data.subset(train_idx), data.subset(val_idx), seed=seed + 1,
                                     progress=progress)
     perm = (perm_fn, perm_epochs) if permuted else None
-    results["sanity"] = _sanity(model, scored, chosen, paper_maps, perm, sizes["sanity_discs"],
-                                _map_fn("paper", n_aug, seed, dev, target), seed)
+    results["sanity"] = {} if not sanity else _sanity(model, scored, chosen, paper_maps, perm,
+                                                      sizes["sanity_discs"],
+                                                      _map_fn("paper", n_aug, seed, dev, target), seed)
     if write:
         from ..results import write_results
 

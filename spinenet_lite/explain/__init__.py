@@ -3,6 +3,10 @@ randomisation sanity checks and the counterfactual lesion test."""
 
 from __future__ import annotations
 
+from .averaging import (  # noqa: I001
+    AVERAGING_CHOICES,
+    averaged_maps,
+)
 from .counterfactual import (  # noqa: I001
     CounterfactualDisc,
     cohort_source,
@@ -28,6 +32,8 @@ from .sanity import (  # noqa: I001
 )
 
 __all__ = [
+    "AVERAGING_CHOICES",
+    "averaged_maps",
     "HOTSPOT_METHODS",
     "predict_classes",
     "predict_proba",

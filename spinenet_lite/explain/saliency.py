@@ -160,7 +160,13 @@ def predict_proba(model: Any, volumes: Any, task: str, device: Any = None, batch
     return probs.double().numpy()
 
 
-def _grad_maps(model: Any, x: Any, task: str, targets: Any) -> Any:
+GRADIENT_SIGNS: tuple[str, ...] = ("abs", "positive")
+"""How a gradient becomes a map (``"paper"`` and ``"gradient"``): its magnitude ``|g|`` (the
+paper's ``M_z = |w_z|``) or its positive part ``max(g, 0)`` (only the voxels whose brightening
+raises the class score; compared in chapter 07)."""
+
+
+def _grad_maps(model: Any, x: Any, task: str, targets: Any, sign: str = "abs") -> Any:
     """``|d y_target / d x|`` for a batch ``x (N,9,H,W)``: one backward of the summed scores.
 
     In eval mode the samples of a batch are independent, so the gradient of the sum of
@@ -175,11 +181,13 @@ def _grad_maps(model: Any, x: Any, task: str, targets: Any) -> Any:
     ----------
     x : Tensor, shape (N, 9, H, W)
     targets : Tensor of int64, shape (N,)
+    sign : str
+        ``"abs"`` (``|gradient|``) or ``"positive"`` (``max(gradient, 0)``).
 
     Returns
     -------
     Tensor, shape (N, 9, H, W), contiguous
-        ``|gradient|``, ``>= 0``.
+        ``|gradient|`` (or its positive part), ``>= 0``.
     """
     import torch
 
@@ -187,7 +195,7 @@ def _grad_maps(model: Any, x: Any, task: str, targets: Any) -> Any:
     s = _scores(model, x, task)
     picked = s.gather(1, targets.view(-1, 1)).sum()
     (g,) = torch.autograd.grad(picked, x)
-    return g.abs().contiguous()
+    return (g.abs() if sign == "abs" else g.clamp_min(0)).contiguous()
 
 
 def _coverage(t: Any, shape: tuple[int, ...], invert_maps: Any) -> Any:
@@ -306,9 +314,14 @@ def _occlusion_maps(model: Any, v: Any, task: str, targets: Any) -> Any:
 
 
 def _check_batch_options(task: str, method: str, n_aug: int, discs_per_batch: int,
-                         views_per_pass: int | None) -> None:
+                         views_per_pass: int | None, gradient_sign: str = "abs") -> None:
     """Refuse an unknown task or method and non-positive counts (:func:`hotspots_batch`)."""
     _check_task(task)
+    if gradient_sign not in GRADIENT_SIGNS:
+        raise InputError(f"gradient_sign must be one of {', '.join(GRADIENT_SIGNS)}, got {gradient_sign!r}")
+    if gradient_sign != "abs" and method not in ("paper", "gradient"):
+        raise InputError(f"gradient_sign={gradient_sign!r} applies to the paper and gradient methods, "
+                         f"not {method!r}")
     if method not in HOTSPOT_METHODS:
         raise InputError(f"unknown hotspot method {method!r}; use one of {', '.join(HOTSPOT_METHODS)}")
     if int(n_aug) < 1:
@@ -333,10 +346,11 @@ def _batch_targets(model: Any, v: np.ndarray, task: str, targets: Any, dev: Any)
     return tg
 
 
-def _method_maps(method: str, model: Any, x: Any, task: str, t: Any, n_aug: int, stream: int) -> Any:
+def _method_maps(method: str, model: Any, x: Any, task: str, t: Any, n_aug: int, stream: int,
+                 sign: str = "abs") -> Any:
     """One batch's maps ``(B, 9, H, W)`` Tensor by a comparison method (every one but ``"paper"``)."""
     if method == "gradient":
-        return _grad_maps(model, x, task, t)
+        return _grad_maps(model, x, task, t, sign)
     if method == "smoothgrad":
         return _smoothgrad_maps(model, x, task, t, n_aug, stream)
     if method == "integrated_gradients":
@@ -358,6 +372,7 @@ def hotspots_batch(
     discs_per_batch: int = 1,
     progress: bool = False,
     views_per_pass: int | None = None,
+    gradient_sign: str = "abs",
 ) -> np.ndarray:
     """Hotspot maps of many discs (see :func:`hotspots`), ``discs_per_batch`` discs a forward pass.
 
@@ -393,6 +408,9 @@ def hotspots_batch(
         image's own target score), so the maps are those of separate passes, to float
         rounding; larger passes just use a CPU's cores better (about 20-30 % less time at
         96-128 images than at 32 on 2 cores). None (default): one pass per batch.
+    gradient_sign : str
+        ``"paper"`` and ``"gradient"`` only: ``"abs"`` (the paper's ``|gradient|``, default) or
+        ``"positive"`` (:data:`GRADIENT_SIGNS`).
 
     Returns
     -------
@@ -403,7 +421,7 @@ def hotspots_batch(
     import torch
 
 
-    _check_batch_options(task, method, n_aug, discs_per_batch, views_per_pass)
+    _check_batch_options(task, method, n_aug, discs_per_batch, views_per_pass, gradient_sign)
     limit = 0 if views_per_pass is None else int(views_per_pass)
     v = _check_volumes(volumes, batched=True)
     dev = resolve_device(device, model)
@@ -417,7 +435,8 @@ def hotspots_batch(
     def flush() -> None:
         if not pending:
             return
-        g = _grad_maps(model, torch.cat([p[1] for p in pending]), task, torch.cat([p[3] for p in pending]))
+        g = _grad_maps(model, torch.cat([p[1] for p in pending]), task, torch.cat([p[3] for p in pending]),
+                       gradient_sign)
         row = 0
         for first, views, tf, _ in pending:
             m = _paper_average(g[row:row + views.shape[0]], tf, int(n_aug))
@@ -437,7 +456,7 @@ def hotspots_batch(
                     flush()
                 pending.append((s, xa, tf, t.repeat_interleave(int(n_aug))))
                 continue
-            m = _method_maps(method, model, x, task, t, int(n_aug), stream)
+            m = _method_maps(method, model, x, task, t, int(n_aug), stream, gradient_sign)
             out[s:e] = m.detach().float().cpu().numpy()
         flush()
     np.maximum(out, 0, out=out)
