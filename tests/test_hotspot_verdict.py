@@ -53,3 +53,27 @@ def test_shortcut_table_per_cohort():
     assert frame[("standard", "rule's balanced accuracy")] == pytest.approx(0.7)
     assert frame[("decorrelated", "rule's balanced accuracy")] == pytest.approx(0.5)
     assert frame[("standard", "model agrees with the rule")] == pytest.approx(0.8)
+
+
+def test_recipes_and_averaging_frames():
+    import math
+
+    from spinenet_lite.tasks import BINARY_TASKS
+    from spinenet_lite.viz.hotspot_verdict import RECIPE_COLUMNS, averaging_frame, recipes_frame
+
+    row = {"accuracy": 0.8, "accuracy_decorrelated": 0.6, "agrees_with_rule": 0.9, "pointing_game_15px": 0.5,
+           "mass_in_mask": 0.3, "chance": 0.1, "specificity": None, "lesion_reliance": 0.2}
+    results = {"recipes": {"a": {t: row for t in BINARY_TASKS}, "b": {"upper_marrow": row}},
+               "averaging": {"paper": {t: {"pointing_game_15px": 0.25, "mass_in_mask": 0.2, "chance": 0.1}
+                                       for t in BINARY_TASKS}}}
+    frame = recipes_frame(results)
+    assert list(frame.columns) == list(RECIPE_COLUMNS.values()) and len(frame) == 5
+    assert math.isclose(frame.loc[("a", "Upper marrow change"), "mass in lesion / chance"], 3.0)
+    assert math.isnan(frame.loc[("b", "Upper marrow change"), "task specificity"])
+    avg = averaging_frame(results)
+    assert avg.loc["paper", "Lower endplate defect"] == 0.25
+    assert math.isclose(averaging_frame(results, "mass_ratio").loc["paper", "Upper endplate defect"], 2.0)
+    with pytest.raises(InputError):
+        recipes_frame({})
+    with pytest.raises(InputError):
+        averaging_frame({"recipes": {}})

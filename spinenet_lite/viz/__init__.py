@@ -42,7 +42,10 @@ from .extract import (  # noqa: I001
 )
 from .hotspot_verdict import (  # noqa: I001
     HOTSPOT_GOALS,
+    RECIPE_COLUMNS,
+    averaging_frame,
     goals_frame,
+    recipes_frame,
     shortcut_frame,
 )
 from .hotspots import (  # noqa: I001
@@ -131,5 +134,8 @@ __all__ = [
     "pipeline_figure",
     "HOTSPOT_GOALS",
     "goals_frame",
+    "recipes_frame",
+    "averaging_frame",
+    "RECIPE_COLUMNS",
     "shortcut_frame",
 ]

@@ -17,7 +17,9 @@ import pandas as pd
 from ..errors import InputError
 from ..tasks import get_task
 
-__all__ = ["HOTSPOT_GOALS", "goals_frame", "shortcut_frame"]
+__all__ = [
+    "HOTSPOT_GOALS", "RECIPE_COLUMNS", "averaging_frame", "goals_frame", "recipes_frame", "shortcut_frame",
+]
 
 HOTSPOT_GOALS: dict[str, tuple[str, float]] = {
     "pointing game at 15 px": (">=", 0.9),
@@ -116,3 +118,80 @@ def shortcut_frame(results: Mapping[str, Any]) -> pd.DataFrame:
     frame = pd.DataFrame.from_dict(rows, orient="index")
     frame.index = pd.MultiIndex.from_tuples(frame.index, names=["cohort", "quantity"])
     return frame.sort_index(level=0, sort_remaining=False)
+
+
+RECIPE_COLUMNS: dict[str, str] = {
+    "accuracy": "accuracy, standard",
+    "accuracy_decorrelated": "accuracy, decorrelated",
+    "agrees_with_rule": "agrees with the rule",
+    "pointing_game_15px": "pointing game at 15 px",
+    "mass_ratio": "mass in lesion / chance",
+    "specificity": "task specificity",
+    "lesion_reliance": "lesion reliance",
+}
+"""Columns of :func:`recipes_frame` (``mass_ratio`` is ``mass_in_mask / chance``)."""
+
+
+def _number(v: Any) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def _mass_ratio(row: Mapping[str, Any]) -> float:
+    m, c = row.get("mass_in_mask"), row.get("chance")
+    if m is None or c is None or not np.isfinite(m) or not np.isfinite(c) or c <= 0:
+        return float("nan")
+    return float(m) / float(c)
+
+
+def recipes_frame(results: Mapping[str, Any]) -> pd.DataFrame:
+    """The graders of a hotspot-recipes run side by side, per task.
+
+    Parameters
+    ----------
+    results : mapping
+        ``results`` of :func:`spinenet_lite.experiments.hotspot_recipes.run_hotspot_recipes`
+        (``recipes.<grader>.<task>``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index: ``(grader, task title)``; columns: :data:`RECIPE_COLUMNS` (fractions, except the
+        mass ratio, a multiple of chance, and lesion reliance, a relative drop).
+    """
+    recipes = results.get("recipes")
+    if not recipes:
+        raise InputError("these results have no recipes: run `spinenet-lite hotspot-recipes`")
+    rows = {}
+    for grader, per_task in recipes.items():
+        for task, r in per_task.items():
+            rows[(grader, get_task(task).title)] = {
+                label: _mass_ratio(r) if key == "mass_ratio" else _number(r.get(key))
+                for key, label in RECIPE_COLUMNS.items()}
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index = pd.MultiIndex.from_tuples(frame.index, names=["grader", "task"])
+    return frame
+
+
+def averaging_frame(results: Mapping[str, Any], metric: str = "pointing_game_15px") -> pd.DataFrame:
+    """One score of every averaging choice of a hotspot-recipes run, per task.
+
+    Parameters
+    ----------
+    results : mapping
+        ``results`` with ``averaging.<choice>.<task>`` (aggregated hotspot scores).
+    metric : str
+        A score of those rows (``pointing_game_15px``, ``mass_in_mask`` ...), or ``"mass_ratio"``
+        (mass in the lesion as a multiple of chance).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index: the choices; columns: task titles.
+    """
+    averaging = results.get("averaging")
+    if not averaging:
+        raise InputError("these results have no averaging choices: run `spinenet-lite hotspot-recipes`")
+    rows = {choice: {get_task(t).title: _mass_ratio(r) if metric == "mass_ratio" else _number(r.get(metric))
+                     for t, r in per_task.items()}
+            for choice, per_task in averaging.items()}
+    return pd.DataFrame.from_dict(rows, orient="index")
