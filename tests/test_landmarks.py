@@ -158,6 +158,66 @@ def test_middle_anchor_ignores_sacral_segments_on_lateral_slices():
         corners_from_vertebra_mask(mask, anchor="lowest")
 
 
+def _without_sacrum(mask, truth):
+    """``mask`` with S1's body (and its posterior blob) unlabelled and its L5-S1 disc kept (as SPIDER's
+    T2 SPACE masks)."""
+    m = mask.copy()
+    yy, xx = np.ogrid[:m.shape[1], :m.shape[2]]
+    for s in range(m.shape[0]):
+        q = truth[6, s]
+        c = q.mean(0) + np.array([0.0, 40.0])
+        gone = polygon2mask(m.shape[1:], q) | ((yy - c[0]) ** 2 + (xx - c[1]) ** 2 < 36)
+        m[s][gone & (m[s] == SPIDER_VERTEBRA)] = 0
+    return m
+
+
+@pytest.mark.parametrize("tilt", [0.0, 35.0])
+def test_lowest_body_above_a_disc_is_l5(tilt):
+    # the sacrum is not labelled but the L5-S1 disc is: the lowest body is L5, not S1
+    scan, truth, _ = toy_spine(np.linspace(0, tilt, 7), n_slices=3, shape=(300, 240))
+    mask = _without_sacrum(label_mask(truth, scan.shape[1:]), truth)
+    with pytest.warns(UserWarning, match="only 6"):
+        old, _ = corners_from_vertebra_mask(mask, lowest="S1")
+    assert _max_corner_error(old[1:], truth[:6]) < 2.0  # every body named one level too low
+    corners, names = corners_from_vertebra_mask(mask)  # lowest="auto"
+    assert names == list(VERTEBRAE)
+    assert not np.isnan(corners).any()
+    assert _max_corner_error(corners[:6], truth[:6]) < 2.0
+    # S1 is built from the disc below L5: endplate on the disc's lower boundary, L5's height
+    assert _max_corner_error(corners[6], truth[6]) < 3.0
+    discs = extract_discs(scan, corners)
+    assert discs.levels == list(LEVELS)
+    forced, _ = corners_from_vertebra_mask(mask, lowest="L5")
+    assert np.array_equal(forced, corners, equal_nan=True)
+
+
+def test_lowest_auto_keeps_s1_when_no_disc_lies_below():
+    scan, truth, _ = toy_spine(n_slices=2, shape=(300, 240))
+    mask = label_mask(truth, scan.shape[1:])
+    corners, _ = corners_from_vertebra_mask(mask)
+    assert _max_corner_error(corners, truth) < 2.0
+    # a bool mask has no discs: "auto" is S1
+    bool_mask = _without_sacrum(mask, truth) == SPIDER_VERTEBRA
+    with pytest.warns(UserWarning, match="only 6"):
+        corners, _ = corners_from_vertebra_mask(bool_mask)
+    assert _max_corner_error(corners[1:], truth[:6]) < 2.0
+
+
+def test_lowest_l5_without_a_disc_below_leaves_s1_missing():
+    scan, truth, _ = toy_spine(n_slices=2, shape=(300, 240))
+    truth[0] = np.nan  # T12 out of the field: 6 bodies, no disc below the lowest; forced to be L5
+    corners, _ = corners_from_vertebra_mask(label_mask(truth, scan.shape[1:]), lowest="L5")
+    assert _max_corner_error(corners[:6], truth[1:]) < 2.0
+    assert np.isnan(corners[6]).all()
+
+
+@pytest.mark.parametrize("bad", ["s1", "lowest", None, 5])
+def test_bad_lowest(bad):
+    scan, truth, _ = toy_spine(n_slices=1, shape=(300, 240))
+    with pytest.raises(InputError, match="lowest"):
+        corners_from_vertebra_mask(label_mask(truth, scan.shape[1:]), lowest=bad)
+
+
 def test_empty_and_bad_masks():
     with pytest.raises(LandmarkError):
         corners_from_vertebra_mask(np.zeros((2, 50, 50), np.uint8))
@@ -182,7 +242,8 @@ def test_real_spider_space_study(spider_dir):
     scan, mask = read_space_study(spider_dir, "110")
     assert scan.volume.shape == mask.shape and scan.slice_spacing == 1.0
     assert scan.pixel_spacing == pytest.approx((0.46875, 0.46875))
-    corners, _ = corners_from_vertebra_mask(mask)
+    with pytest.warns(UserWarning, match="above T12"):  # T11 is in the field of view
+        corners, _ = corners_from_vertebra_mask(mask)
     mid = scan.n_slices // 2
     assert not np.isnan(corners[:, mid]).any()
     rows = corners[:, mid, :, 0].mean(-1)
@@ -191,5 +252,18 @@ def test_real_spider_space_study(spider_dir):
     assert discs.levels == list(LEVELS)
     for g in discs.geometries:
         assert 30 < g.crop_mm[1] < 120  # mm: a lumbar disc and its bodies
+    # the sacrum is not labelled: the L5-S1 disc is the lowest labelled disc, below the lowest body
+    from scipy import ndimage
+
+    from spinenet_lite.extract.discs import disc_centroid
+
+    lab, n = ndimage.label(mask[mid] == SPIDER_DISC)
+    sizes = np.bincount(lab.ravel())[1:]
+    big = [k + 1 for k in range(n) if sizes[k] >= 50]
+    lowest_disc = max(big, key=lambda k: np.argwhere(lab == k)[:, 0].mean())
+    l5s1 = disc_centroid(corners[5, mid].astype(float), corners[6, mid].astype(float))
+    assert lab[int(round(l5s1[0])), int(round(l5s1[1]))] == lowest_disc  # L5-S1 is the lowest disc
+    l4l5 = disc_centroid(corners[4, mid].astype(float), corners[5, mid].astype(float))
+    assert lab[int(round(l4l5[0])), int(round(l4l5[1]))] not in (0, lowest_disc)
     with pytest.raises(InputError):
         read_space_study(spider_dir, "no-such-patient")

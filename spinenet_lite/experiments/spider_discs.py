@@ -382,8 +382,10 @@ def _contexts(scan: Scan, corners: np.ndarray, geometries: Sequence[Any]) -> lis
     return out
 
 
-CACHE_FORMAT: int = 2
-"""Version of the disc cache files (2: with the context patches of the hand-crafted features)."""
+CACHE_FORMAT: int = 3
+"""Version of the disc cache files (2: with the context patches of the hand-crafted features;
+3: T2 SPACE levels named from the lowest body's disc, ``corners_from_vertebra_mask(lowest="auto")``:
+format-2 SPACE caches hold every disc one level too low)."""
 
 
 def cached_discs(

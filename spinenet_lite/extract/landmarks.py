@@ -5,9 +5,14 @@ connected components (:func:`scipy.ndimage.label`); when the mask is a label ima
 discs, only components touching a disc are kept (that drops the posterior elements).
 Each body gets its minimum-area rectangle (rotating calipers over the convex hull),
 oriented so that one axis follows the spine. The bodies are counted **up** from the
-lowest one (S1) on a reference slice (the slice with most bodies, nearest the middle),
-and the bodies of the other slices are matched to the reference ones by position, so a
+lowest one on a reference slice (the slice with most bodies, nearest the middle), and
+the bodies of the other slices are matched to the reference ones by position, so a
 body keeps its name across slices.
+
+The lowest body is S1 unless a labelled disc lies below it (``lowest="auto"``): SPIDER's
+T2 SPACE masks label the L5-S1 disc but not the sacrum, so their lowest body is L5. S1's
+box is then built from the disc below L5 (its inferior boundary is S1's superior
+endplate; its height is L5's), so that the L5-S1 disc can be cut.
 
 Two rules make this robust on *predicted* masks (no disc labels; the localiser uses
 both): components off the line of the spine are dropped (:func:`drop_off_axis`), and
@@ -38,6 +43,8 @@ SPIDER_DISC = 29
 """Label of intervertebral discs in SPIDER's T2 SPACE masks."""
 SPIDER_CANAL = 150
 """Label of the spinal canal in SPIDER's T2 SPACE masks."""
+LOWEST: tuple[str, ...] = ("auto", "S1", "L5")
+"""Values of ``corners_from_vertebra_mask(lowest=...)``: the lowest body's name."""
 
 
 def min_area_rect(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -221,8 +228,9 @@ def corners_from_vertebra_mask(
     min_area: int = 50,
     off_axis: float | None = None,
     anchor: str = "most",
+    lowest: str = "auto",
 ) -> tuple[np.ndarray, list[str]]:
-    """Vertebra corners ``(7, S, 4, 2)`` from a vertebra mask, counted up from S1.
+    """Vertebra corners ``(7, S, 4, 2)`` from a vertebra mask, counted up from the lowest body.
 
     Parameters
     ----------
@@ -246,12 +254,22 @@ def corners_from_vertebra_mask(
         slice with most bodies among those whose lowest body lies within half a body
         spacing of it. Lateral slices of a predicted mask can show sacral segments (S2,
         S3) below S1; ``"middle"`` keeps them from shifting every level.
+    lowest : {"auto", "S1", "L5"}
+        The name of the reference slice's lowest body. ``"auto"``: L5 when a disc
+        component (``disc_label``, at least ``min_area`` pixels) lies below it, within
+        one body height along the spine and within its width across (SPIDER's T2 SPACE
+        masks: the sacrum is not labelled), else S1 (always S1 for a bool mask or
+        ``disc_label=None``). ``"S1"``, ``"L5"``: that name, whatever the discs. When the
+        lowest body is L5, S1 is built on every slice where L5 and the disc below it are
+        found: its superior endplate is a line fitted to the disc's inferior boundary,
+        spanning the disc's antero-posterior extent, and its height is L5's.
 
     Returns
     -------
     corners : ndarray, shape (7, S, 4, 2), float32
         Voxel ``(row, col)`` corners in the order sup-ant, sup-post, inf-post, inf-ant;
-        NaN where a body is not found. The lowest body is S1.
+        NaN where a body is not found. Row 6 (S1) is the lowest body, or the box built
+        below the disc under L5 (see ``lowest``).
     names : list of str
         ``VERTEBRAE`` (T12 ... S1), the name of each row of ``corners``.
 
@@ -266,6 +284,8 @@ def corners_from_vertebra_mask(
         m = m[None]
     if m.ndim != 3:
         raise InputError(f"a vertebra mask must have shape (slices, rows, cols); got {m.shape}")
+    if not isinstance(lowest, str) or lowest not in LOWEST:
+        raise InputError(f"lowest must be one of {', '.join(map(repr, LOWEST))}; got {lowest!r}")
     if m.dtype == bool:
         vertebra_label = None
     n_v = len(VERTEBRAE)
@@ -283,22 +303,113 @@ def corners_from_vertebra_mask(
         raise LandmarkError("no vertebral body found in the mask; check the vertebra label value")
     ref = _reference_slice(per_slice, anchor)
     ref_rows = np.array([p[:, 0].mean() for p in per_slice[ref]])
-    if len(ref_rows) < n_v:
-        absent = ", ".join(VERTEBRAE[:n_v - len(ref_rows)])
-        warnings.warn(f"only {len(ref_rows)} vertebral bodies visible; {absent} marked missing (NaN)",
-                      stacklevel=2)
-    elif len(ref_rows) > n_v:
-        warnings.warn(f"{len(ref_rows)} vertebral bodies visible; the top {len(ref_rows) - n_v} "
+    with_discs = vertebra_label is not None and disc_label is not None
+    discs = [_disc_components(m[s], disc_label, min_area) if with_discs else [] for s in range(S)]
+    if lowest == "auto":
+        low = per_slice[ref][-1]
+        box = _body_corners(low, _spine_direction(per_slice[ref], len(ref_rows) - 1))
+        lowest = "L5" if _disc_below(box, discs[ref]) is not None else "S1"
+    n_named = n_v - 1 if lowest == "L5" else n_v  # bodies T12 .. lowest
+    if len(ref_rows) < n_named:
+        absent = ", ".join(VERTEBRAE[:n_named - len(ref_rows)])
+        warnings.warn(f"only {len(ref_rows)} vertebral bodies visible above {lowest} (included); "
+                      f"{absent} marked missing (NaN)", stacklevel=2)
+    elif len(ref_rows) > n_named:
+        warnings.warn(f"{len(ref_rows)} vertebral bodies visible; the top {len(ref_rows) - n_named} "
                       f"(above {VERTEBRAE[0]}) are dropped", stacklevel=2)
     # reference body j (counted from the bottom) -> vertebra index
-    names_idx = {j: n_v - len(ref_rows) + j for j in range(len(ref_rows)) if n_v - len(ref_rows) + j >= 0}
+    names_idx = {j: n_named - len(ref_rows) + j for j in range(len(ref_rows))
+                 if n_named - len(ref_rows) + j >= 0}
     gap = float(np.median(np.diff(ref_rows))) if len(ref_rows) > 1 else float(m.shape[1])
     corners = np.full((n_v, S, 4, 2), np.nan, dtype=np.float32)
     for s in range(S):
         for v, body in _match_slice(per_slice[s], per_slice[ref], ref_rows, names_idx, gap).items():
             corners[v, s] = body
+    if lowest == "L5":
+        for s in range(S):
+            l5 = corners[n_v - 2, s].astype(np.float64)
+            if np.isnan(l5).any():
+                continue
+            disc = _disc_below(l5, discs[s])
+            if disc is not None:
+                corners[n_v - 1, s] = _body_below_disc(l5, disc)
     _drop_inconsistent(corners)
     return corners, list(VERTEBRAE)
+
+
+def _disc_components(slice_mask: np.ndarray, disc_label: int, min_area: int) -> list[np.ndarray]:
+    """Disc components of one slice (at least ``min_area`` pixels) as (N, 2) pixel coordinates."""
+    lab, n = ndimage.label(slice_mask == disc_label)
+    if n == 0:
+        return []
+    areas = np.bincount(lab.ravel(), minlength=n + 1)
+    return [np.argwhere(lab == k).astype(np.float64) for k in range(1, n + 1) if areas[k] >= min_area]
+
+
+def _spine_direction(comps: list[np.ndarray], k: int) -> np.ndarray:
+    """Unit (row, col) direction of the spine at component ``k`` (head -> foot), from its neighbours."""
+    if len(comps) < 2:
+        return np.array([1.0, 0.0])
+    a = comps[max(k - 1, 0)].mean(0)
+    b = comps[min(k + 1, len(comps) - 1)].mean(0)
+    d = b - a
+    return d / (np.linalg.norm(d) or 1.0)
+
+
+def _box_frame(box: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """Centre, axes ``u`` (anterior -> posterior) and ``v`` (head -> foot), width and height
+    of a body box ``(4, 2)`` (sup-ant, sup-post, inf-post, inf-ant; pixels)."""
+    centre = box.mean(0)
+    v = (box[3] + box[2]) / 2 - (box[0] + box[1]) / 2
+    u = (box[1] + box[2]) / 2 - (box[0] + box[3]) / 2
+    height, width = float(np.linalg.norm(v)), float(np.linalg.norm(u))
+    return centre, u / (width or 1.0), v / (height or 1.0), width, height
+
+
+def _disc_below(box: np.ndarray, discs: list[np.ndarray]) -> np.ndarray | None:
+    """The largest disc component whose centre lies below body ``box`` (4, 2): between a quarter
+    and one and a half body heights below the body's centre along the spine, and within the
+    body's half width plus a quarter across it. None when there is none."""
+    centre, u, v, width, height = _box_frame(box)
+    best = None
+    for d in discs:
+        off = d.mean(0) - centre
+        along, across = float(off @ v), float(off @ u)
+        if 0.25 * height < along <= 1.5 * height and abs(across) <= 0.75 * width:
+            if best is None or len(d) > len(best):
+                best = d
+    return best
+
+
+def _body_below_disc(upper: np.ndarray, disc: np.ndarray) -> np.ndarray:
+    """Corners (4, 2) of a body built below ``disc`` (N, 2 pixels) under body ``upper`` (4, 2).
+
+    Its superior endplate is the line fitted to the disc's inferior boundary (the lowest disc
+    pixel along ``upper``'s spine axis per unit of its antero-posterior axis, the outer
+    tenths left out), from the disc's most anterior to its most posterior extent; its height
+    is ``upper``'s, along the endplate's normal.
+    """
+    _, u, v, _, height = _box_frame(upper)
+    v = v - (v @ u) * u  # exactly orthogonal to u, so that a * u + b * v is a pixel again
+    v = v / (np.linalg.norm(v) or 1.0)
+    a, b = disc @ u, disc @ v  # (N,) coordinates across / along the spine
+    bins = np.floor(a - a.min()).astype(int)
+    low = np.full(bins.max() + 1, -np.inf)
+    np.maximum.at(low, bins, b)
+    x = np.nonzero(np.isfinite(low))[0].astype(np.float64)
+    y = low[x.astype(int)]
+    inner = (x >= np.quantile(x, 0.1)) & (x <= np.quantile(x, 0.9))
+    if inner.sum() >= 2:
+        x, y = x[inner], y[inner]
+    slope, icpt = np.polyfit(x, y, 1) if len(x) >= 2 else (0.0, float(y.mean()))
+    x0, x1 = 0.0, float(a.max() - a.min())
+    ant = (x0 + a.min()) * u + (slope * x0 + icpt + 0.5) * v
+    post = (x1 + a.min()) * u + (slope * x1 + icpt + 0.5) * v
+    tangent = (post - ant) / (np.linalg.norm(post - ant) or 1.0)
+    normal = np.array([tangent[1], -tangent[0]])
+    if normal @ v < 0:
+        normal = -normal
+    return np.stack([ant, post, post + height * normal, ant + height * normal])
 
 
 def _match_slice(comps: list[np.ndarray], ref_comps: list[np.ndarray], ref_rows: np.ndarray,
