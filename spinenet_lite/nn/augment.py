@@ -356,9 +356,11 @@ def _affine_grid(theta: torch.Tensor, H: int, W: int) -> torch.Tensor:
     return cols + rows  # (N, H, W, 2): (x, y) normalised source coordinates
 
 
-def _inplane(x: torch.Tensor, t: Transforms, inverse: bool) -> torch.Tensor:
+def _inplane(x: torch.Tensor, t: Transforms, inverse: bool, integer: bool | None = None) -> torch.Tensor:
     N, S, H, W = x.shape
-    if t.is_integer_translation():  # exact: whole-pixel moves by index
+    if integer is None:
+        integer = t.is_integer_translation()
+    if integer:  # exact: whole-pixel moves by index
         sign = -1 if inverse else 1
         return _translate(x, sign * t.shift_x.round().long(), sign * t.shift_y.round().long())
     work = x if x.dtype in (torch.float32, torch.float64) else x.float()
@@ -379,7 +381,8 @@ def _check(x: torch.Tensor, t: Transforms, what: str) -> Transforms:
     return t.to(x.device) if t.device != x.device else t
 
 
-def apply_transforms(x: torch.Tensor, t: Transforms, intensity: bool = True) -> torch.Tensor:
+def apply_transforms(x: torch.Tensor, t: Transforms, intensity: bool = True,
+                     integer: bool | None = None) -> torch.Tensor:
     """Augment a batch of volumes, batched on ``x``'s device.
 
     Parameters
@@ -390,6 +393,9 @@ def apply_transforms(x: torch.Tensor, t: Transforms, intensity: bool = True) -> 
         One transform per sample (moved to ``x.device`` if needed).
     intensity : bool
         Add ``t.intensity`` and clip to [0, 1] (False: geometry only, no clipping).
+    integer : bool, optional
+        ``t.is_integer_translation()`` when the caller already knows it (read on the CPU
+        before ``t`` moved to the GPU): saves a device synchronisation. None: computed here.
 
     Returns
     -------
@@ -398,7 +404,8 @@ def apply_transforms(x: torch.Tensor, t: Transforms, intensity: bool = True) -> 
     t = _check(x, t, "x")
     if len(t) == 0:
         return x.clone()
-    out = _inplane(_slices(x, _slice_source(t, x.shape[1], inverse=False)), t, inverse=False)
+    out = _inplane(_slices(x, _slice_source(t, x.shape[1], inverse=False)), t, inverse=False,
+                   integer=integer)
     if intensity:  # in place: ``out`` is always a fresh tensor here
         out.add_(t.intensity.to(out.dtype).view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
     return out
