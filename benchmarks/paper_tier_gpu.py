@@ -24,6 +24,11 @@ Writes to ``DIR``: ``{table2,ablations,lootus}_paper.{json,md}``,
 ``train_throughput_cuda.json`` and ``paper_tier_session.json`` (timings, chosen epochs,
 estimated against measured seconds, the run of every model). ``--device cpu`` with a tiny
 ``--width`` and a few ``--patients`` checks the whole script on a laptop.
+
+``benchmarks/converged_sweep_gpu.py`` is the same job with the training loop's fast path
+(device-resident data, fused SGD, batch 256, scaled learning rate and warm-up), planned for at
+least 18 epochs per model; it reuses :func:`start_cohort`, :func:`model_overhead_s`,
+:func:`capped_train_fn`, :func:`plan_epochs` and :func:`sweep_models`.
 """
 
 from __future__ import annotations

@@ -17,6 +17,13 @@ scheduler, RNG states, epoch, config, normalisation statistics, git commit), ``b
 ``resume=True`` continues from ``last.pt`` and, on a CPU, ends with bitwise the same
 weights as a run that was never interrupted.
 
+The fast path of a GPU (issue 18), every option off by default so that a run is the same as
+before: ``config.device_data`` (uint8 volumes and labels on the device, the epoch's indices
+and augmentation drawn up front: no host-to-device copy and no host synchronisation per step
+without progress bars; on a CPU bitwise the same run), ``config.fused_optimizer``,
+``config.compile`` and ``config.warmup_epochs`` (with :func:`spinenet_lite.config.scaled_lr`
+for large batches). ``benchmarks/train_throughput.py --loop`` times them.
+
 Launched with ``torchrun --nproc_per_node K`` (``WORLD_SIZE > 1``) it trains with
 DistributedDataParallel (NCCL on CUDA, gloo on CPU); rank 0 writes the files.
 """
