@@ -12,8 +12,8 @@ import torch
 
 from spinenet_lite.config import TrainConfig, get_tier, scaled_lr
 from spinenet_lite.engine.training import train
-from spinenet_lite.errors import ConfigError
-from spinenet_lite.nn.augment import apply_transforms, sample_transforms
+from spinenet_lite.errors import ConfigError, InputError
+from spinenet_lite.nn.augment import Transforms, apply_transforms, sample_transforms
 from spinenet_lite.nn.losses import class_weights, multitask_loss
 from spinenet_lite.nn.model import SpineNet
 from spinenet_lite.tasks import MISSING, N_CLASSES, TASK_NAMES
@@ -191,7 +191,11 @@ def test_the_sync_free_helpers_compute_the_same():
     rng = np.random.default_rng(0)
     x = torch.from_numpy(rng.random((4, 9, H, W), dtype=np.float32))
     t = sample_transforms(4, 3)
-    assert torch.equal(apply_transforms(x, t, integer=t.is_integer_translation()), apply_transforms(x, t))
+    assert torch.equal(apply_transforms(x, t, host=t), apply_transforms(x, t))
+    whole = Transforms.from_values(shift_x=[3.0, -2.0], shift_y=[1.0, 0.0])  # integer, slices unmoved
+    assert torch.equal(apply_transforms(x[:2], whole, host=whole), apply_transforms(x[:2], whole))
+    with pytest.raises(InputError, match="host"):
+        apply_transforms(x, t, host=t[:2])
     y = torch.from_numpy(make_data(4, 2).labels.astype(np.int64))
     logits = {k: torch.from_numpy(rng.standard_normal((4, N_CLASSES[k]), dtype=np.float32))
               for k in TASK_NAMES}

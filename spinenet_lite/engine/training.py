@@ -494,7 +494,6 @@ def _train_epoch(run: _Run, epoch: int, show: bool) -> tuple[float, int, dict[st
         order_dev = torch.from_numpy(np.ascontiguousarray(order)).to(device)
         if config.train_augment:  # drawn batch by batch as below: the same numbers
             drawn = [sample_transforms(len(idx), run.aug_gen, "cpu") for idx in batches]
-            integer = [t.is_integer_translation() for t in drawn]
             epoch_t = Transforms.cat(drawn).to(device)
     groups = run.optimizer.param_groups
     warm = epoch < config.warmup_epochs
@@ -515,7 +514,7 @@ def _train_epoch(run: _Run, epoch: int, show: bool) -> tuple[float, int, dict[st
             x = _to_float(run.volumes.index_select(0, sel), device)
             y = run.labels_dev.index_select(0, sel)
             if config.train_augment:
-                x = apply_transforms(x, epoch_t[start:start + n], integer=integer[step])
+                x = apply_transforms(x, epoch_t[start:start + n], host=drawn[step])
         else:
             x = _to_float(_gather(run.volumes, idx), device)
             y = torch.from_numpy(run.labels[idx]).to(device)
