@@ -24,6 +24,11 @@ Writes to ``DIR``: ``{table2,ablations,lootus}_paper.{json,md}``,
 ``train_throughput_cuda.json`` and ``paper_tier_session.json`` (timings, chosen epochs,
 estimated against measured seconds, the run of every model). ``--device cpu`` with a tiny
 ``--width`` and a few ``--patients`` checks the whole script on a laptop.
+
+``benchmarks/converged_sweep_gpu.py`` is the same job with the training loop's fast path
+(device-resident data, fused SGD, batch 256, scaled learning rate and warm-up), planned for at
+least 18 epochs per model; it reuses :func:`start_cohort`, :func:`model_overhead_s`,
+:func:`capped_train_fn`, :func:`plan_epochs` and :func:`sweep_models`.
 """
 
 from __future__ import annotations
@@ -127,6 +132,76 @@ def plan_epochs(
     }
 
 
+def start_cohort(patients: int, seed: int, workers: int, data_dir: Path) -> subprocess.Popen:
+    """Synthesise the cohort of ``patients`` patients (``seed``) into ``data_dir`` in a child
+    process of ``workers`` single-threaded processes (an existing cache is reused)."""
+    env = dict(
+        os.environ,
+        **{
+            DATA_DIR_ENV: str(data_dir),
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+        },
+    )
+    code = (
+        "import sys; from spinenet_lite.datasets.synthetic import synthetic_dataset; "
+        "synthetic_dataset(int(sys.argv[1]), int(sys.argv[2]), workers=int(sys.argv[3]), progress=False)"
+    )
+    return subprocess.Popen([sys.executable, "-c", code, str(patients), str(seed), str(workers)], env=env)
+
+
+def model_overhead_s(config: Any, branch_point: str, device: torch.device, n_train: int) -> float:
+    """Seconds per model outside its epochs: twice the time to build ``branch_point``'s network
+    on ``device``, plus copying ``n_train`` discs at ~1 GB/s."""
+    from spinenet_lite.engine.training import build_model
+
+    t_build = time.perf_counter()
+    build_model(config.replace(branch_point=branch_point)).to(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+    return 2 * (time.perf_counter() - t_build) + n_train * 9 * 112 * 224 / 1e9
+
+
+def capped_train_fn(session: dict[str, Any], epoch_s: dict[str, float], epochs: int, deadline: float) -> Any:
+    """A ``Runner`` ``train_fn``: :func:`~spinenet_lite.engine.training.train` stopped after the
+    epoch in progress once the model has used twice its planned share (``epochs`` x
+    ``epoch_s[branch_point]`` seconds, + 10) or the budget ends (``deadline - 20``,
+    ``time.perf_counter()`` seconds); a diverged model is retrained once at a tenth of the
+    learning rate. Every stop and retraining goes to ``session["notes"]``."""
+    from spinenet_lite.engine.training import train
+
+    def train_fn(cfg: Any, train_data: Any, val_data: Any) -> Any:
+        share = 2 * epochs * epoch_s[cfg.branch_point] + 10
+        started = time.perf_counter()
+
+        def cap(record: dict, model: Any) -> bool:
+            now = time.perf_counter()
+            if now - started > share or now > deadline - 20:
+                why = "its time share" if now - started > share else "the whole budget"
+                session["notes"].append(
+                    f"{cfg.branch_point} seed {cfg.seed} (class_balance={cfg.class_balance}, "
+                    f"train_augment={cfg.train_augment}) stopped "
+                    f"after epoch {record['epoch']} of {cfg.max_epochs}: {why} was spent "
+                    f"({now - started:.0f} s trained, share {share:.0f} s)"
+                )
+                return True
+            return False
+
+        try:
+            return train(cfg, train_data, val_data, progress=False, callbacks=[cap])
+        except ConfigError as exc:
+            if "training loss became" not in str(exc):
+                raise
+            session["notes"].append(
+                f"{cfg.branch_point} seed {cfg.seed}: {exc}; retrained with lr {cfg.lr / 10}"
+            )
+            return train(cfg.replace(lr=cfg.lr / 10), train_data, val_data, progress=False, callbacks=[cap])
+
+    return train_fn
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True, help="folder for every file written")
@@ -196,22 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(config.device)
 
     # 1. the cohort, on the CPUs, in a child process
-    env = dict(
-        os.environ,
-        **{
-            DATA_DIR_ENV: str(args.data_dir),
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-            "OPENBLAS_NUM_THREADS": "1",
-        },
-    )
-    code = (
-        "import sys; from spinenet_lite.datasets.synthetic import synthetic_dataset; "
-        "synthetic_dataset(int(sys.argv[1]), int(sys.argv[2]), workers=int(sys.argv[3]), progress=False)"
-    )
-    gen = subprocess.Popen(
-        [sys.executable, "-c", code, str(args.patients), str(args.seed), str(args.workers)], env=env
-    )
+    gen = start_cohort(args.patients, args.seed, args.workers, args.data_dir)
     log(f"synthesising {args.patients} patients with {args.workers} processes")
 
     # 2. training throughput of every branch point, on the GPU meanwhile
@@ -248,14 +308,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 3. epochs that fit
     tr, va, te = patient_split(data.patients, args.seed)
-    t_build = time.perf_counter()
-    from spinenet_lite.engine.training import build_model
-
-    build_model(config.replace(branch_point=models[0])).to(device)  # the first (for `all` the largest) model
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.empty_cache()
-    overhead = 2 * (time.perf_counter() - t_build) + len(tr) * 9 * 112 * 224 / 1e9  # build + ~1 GB/s copies
+    overhead = model_overhead_s(config, models[0], device, len(tr))  # the first (for `all` the largest) model
     left = deadline - time.perf_counter() - 15  # writing, a margin
     epochs, plan = plan_epochs(
         models,
@@ -275,35 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     save()
 
     # 4. the sweep
-    from spinenet_lite.engine.training import train
-
-    def train_fn(cfg: Any, train_data: Any, val_data: Any) -> Any:
-        share = 2 * epochs * plan["epoch_s"][cfg.branch_point] + 10
-        started = time.perf_counter()
-
-        def cap(record: dict, model: Any) -> bool:
-            now = time.perf_counter()
-            if now - started > share or now > deadline - 20:
-                why = "its time share" if now - started > share else "the whole budget"
-                session["notes"].append(
-                    f"{cfg.branch_point} seed {cfg.seed} (class_balance={cfg.class_balance}, "
-                    f"train_augment={cfg.train_augment}) stopped "
-                    f"after epoch {record['epoch']} of {cfg.max_epochs}: {why} was spent "
-                    f"({now - started:.0f} s trained, share {share:.0f} s)"
-                )
-                return True
-            return False
-
-        try:
-            return train(cfg, train_data, val_data, progress=False, callbacks=[cap])
-        except ConfigError as exc:
-            if "training loss became" not in str(exc):
-                raise
-            session["notes"].append(
-                f"{cfg.branch_point} seed {cfg.seed}: {exc}; retrained with lr {cfg.lr / 10}"
-            )
-            return train(cfg.replace(lr=cfg.lr / 10), train_data, val_data, progress=False, callbacks=[cap])
-
+    train_fn = capped_train_fn(session, plan["epoch_s"], epochs, deadline)
     runner = Runner(config.replace(max_epochs=epochs), data=data, train_fn=train_fn, log=log)
     t_sweep = time.perf_counter()
     paths = run_experiment(

@@ -89,6 +89,24 @@ class TrainConfig:
         Deterministic kernels, cuDNN autotuning off (:func:`spinenet_lite.seed.seed_everything`);
         the same seed on the same CPU then gives bitwise the same run. False lets cuDNN pick
         its fastest kernels (the ``paper`` tier on a GPU).
+    device_data : bool
+        Copy the uint8 training volumes and labels to the training device once and gather
+        every batch there, with the epoch's augmentation drawn up front: no host-to-device
+        copy and no host synchronisation per step. Off by default; on a CPU the run is
+        bitwise the same as with it off. The uint8 volumes must fit in device memory
+        (7,200 discs of 9 x 112 x 224: 1.6 GB).
+    fused_optimizer : bool
+        torch's fused SGD where the device supports it (else the multi-tensor ``foreach``
+        SGD): one kernel per step instead of one per parameter. Same update rule, not
+        bitwise the same arithmetic.
+    compile : bool
+        ``torch.compile`` the model for training (validation stays eager); where compiling
+        fails the run warns once and trains eagerly.
+    warmup_epochs : int
+        Epochs of linear learning-rate warm-up (0: none), for large batches with
+        :func:`scaled_lr`: step ``k`` (0-based, counted from the first epoch) runs at
+        ``lr * (k + 1) / (warmup_epochs * steps_per_epoch)``. The history records the plateau
+        scheduler's learning rate.
     """
 
     tier: str = "teaching"
@@ -115,6 +133,10 @@ class TrainConfig:
     bf16: bool = True
     channels_last: bool = True
     deterministic: bool = True
+    device_data: bool = False
+    fused_optimizer: bool = False
+    compile: bool = False
+    warmup_epochs: int = 0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -137,8 +159,10 @@ class TrainConfig:
                 raise bad(name, v, "give a positive integer")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise bad("seed", self.seed, "give a non-negative integer")
-        if self.lr_patience < 0 or not isinstance(self.lr_patience, int):
-            raise bad("lr_patience", self.lr_patience, "give a non-negative integer")
+        for name in ("lr_patience", "warmup_epochs"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise bad(name, v, "give a non-negative integer")
         for name in ("width", "lr"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not v > 0 or v != v:
@@ -160,7 +184,7 @@ class TrainConfig:
         ):
             raise bad("device", self.device, 'use "auto", "cpu", "cuda" or "cuda:N"')
         for name in ("class_balance", "train_augment", "restore_best", "bf16", "channels_last",
-                     "deterministic"):
+                     "deterministic", "device_data", "fused_optimizer", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise bad(name, getattr(self, name), "give True or False")
 
@@ -353,6 +377,35 @@ def get_tier(name: str, **overrides: Any) -> TrainConfig:
     if name not in TIERS:
         raise ConfigError(f"unknown tier {name!r}; use one of {', '.join(TIER_NAMES)}")
     return TIERS[name].replace(**overrides)
+
+
+def scaled_lr(base_lr: float, base_batch: int, batch: int) -> float:
+    """The linear scaling rule: the learning rate for ``batch`` when ``base_lr`` suits ``base_batch``.
+
+    Parameters
+    ----------
+    base_lr : float
+        Learning rate tuned at ``base_batch`` (> 0).
+    base_batch, batch : int
+        Mini-batch sizes in samples (>= 1).
+
+    Returns
+    -------
+    float
+        ``base_lr * batch / base_batch`` (use with ``TrainConfig.warmup_epochs`` for large
+        batches, Goyal et al. 2017).
+
+    Raises
+    ------
+    ConfigError
+        A non-positive or non-finite learning rate, or a batch size that is not a positive integer.
+    """
+    if isinstance(base_lr, bool) or not isinstance(base_lr, (int, float)) or not 0 < base_lr < float("inf"):
+        raise ConfigError(f"scaled_lr: base_lr={base_lr!r} is invalid: give a positive finite number")
+    for name, v in (("base_batch", base_batch), ("batch", batch)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"scaled_lr: {name}={v!r} is invalid: give a positive integer")
+    return float(base_lr) * batch / base_batch
 
 
 def resolve_device(device: str | torch.device | None = "auto", model: torch.nn.Module | None = None

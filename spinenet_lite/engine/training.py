@@ -17,6 +17,13 @@ scheduler, RNG states, epoch, config, normalisation statistics, git commit), ``b
 ``resume=True`` continues from ``last.pt`` and, on a CPU, ends with bitwise the same
 weights as a run that was never interrupted.
 
+The fast path of a GPU (issue 18), every option off by default so that a run is the same as
+before: ``config.device_data`` (uint8 volumes and labels on the device, the epoch's indices
+and augmentation drawn up front: no host-to-device copy and no host synchronisation per step
+without progress bars; on a CPU bitwise the same run), ``config.fused_optimizer``,
+``config.compile`` and ``config.warmup_epochs`` (with :func:`spinenet_lite.config.scaled_lr`
+for large batches). ``benchmarks/train_throughput.py --loop`` times them.
+
 Launched with ``torchrun --nproc_per_node K`` (``WORLD_SIZE > 1``) it trains with
 DistributedDataParallel (NCCL on CUDA, gloo on CPU); rank 0 writes the files.
 """
@@ -28,6 +35,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,6 +288,9 @@ class _Run:
     out: Path | None
     paths: dict[str, Path]
     ddp_net: nn.Module | None = None
+    fwd: nn.Module | None = None
+    compile_pending: bool = False
+    labels_dev: torch.Tensor | None = None
     sampler: Any = None
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int = 0
@@ -326,8 +337,7 @@ def _prepare(config: TrainConfig, train_data: Any, val_data: Any | None, out_dir
         net.to(memory_format=torch.channels_last)
     cw_dev = {k: v.to(device) for k, v in cw.items()} if cw is not None else None
 
-    optimizer = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+    optimizer = _make_optimizer(net, config)
     maximise = config.plateau_metric == "val_mean_acc" and val_data is not None
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max" if maximise else "min", factor=config.lr_factor,
@@ -342,6 +352,18 @@ def _prepare(config: TrainConfig, train_data: Any, val_data: Any | None, out_dir
                 volumes=volumes, labels=labels, val=val, mean=mean, cw=cw, cw_dev=cw_dev, optimizer=optimizer,
                 scheduler=scheduler, maximise=maximise, shuffle_gen=shuffle_gen, aug_gen=aug_gen, out=out,
                 paths=paths)
+
+
+def _make_optimizer(net: nn.Module, config: TrainConfig) -> torch.optim.SGD:
+    """SGD with the config's hyper-parameters; with ``config.fused_optimizer`` torch's fused
+    implementation where the parameters' device supports it, else the ``foreach`` one."""
+    kw = {"lr": config.lr, "momentum": config.momentum, "weight_decay": config.weight_decay}
+    if not config.fused_optimizer:
+        return torch.optim.SGD(net.parameters(), **kw)
+    try:
+        return torch.optim.SGD(net.parameters(), fused=True, **kw)
+    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device / torch
+        return torch.optim.SGD(net.parameters(), foreach=True, **kw)
 
 
 def _resume(run: _Run) -> None:
@@ -374,13 +396,23 @@ def _resume(run: _Run) -> None:
 
 def _distribute(run: _Run) -> None:
     """DDP around the network when ``WORLD_SIZE > 1`` (with a distributed sampler); the uint8
-    training volumes onto the GPU when they fit comfortably (no host->device copies)."""
+    training volumes onto the GPU when they fit comfortably (no host->device copies); with
+    ``config.device_data`` volumes and labels on the device always; ``config.compile``."""
     run.ddp_net = run.net
     if run.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         run.ddp_net = DistributedDataParallel(run.net, device_ids=[run.device.index] if run.cuda else None)
-    if run.cuda and isinstance(run.volumes, np.ndarray):
+    run.fwd = run.ddp_net
+    if run.config.compile:
+        try:
+            run.fwd = torch.compile(run.ddp_net)
+            run.compile_pending = True  # compiling happens at the first forward pass
+        except Exception as exc:  # any failure means: train eagerly
+            _compile_failed(exc)
+    if run.config.device_data:
+        _data_to_device(run)
+    elif run.cuda and isinstance(run.volumes, np.ndarray):
         free, _ = torch.cuda.mem_get_info(run.device)
         if run.volumes.nbytes < 0.3 * free:
             run.volumes = torch.from_numpy(np.ascontiguousarray(run.volumes)).to(run.device)
@@ -389,6 +421,47 @@ def _distribute(run: _Run) -> None:
 
         run.sampler = DistributedSampler(range(run.volumes.shape[0]), num_replicas=run.world, rank=run.rank,
                                          shuffle=True, seed=run.config.seed)
+
+
+def _compile_failed(exc: BaseException) -> None:
+    warnings.warn(f"TrainConfig.compile: torch.compile is not usable here ({type(exc).__name__}: "
+                  f"{str(exc).splitlines()[0] if str(exc) else ''}); training without compiling",
+                  RuntimeWarning, stacklevel=3)
+
+
+def _forward(run: _Run, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The training forward pass; a failure of the first compiled call falls back to eager."""
+    if not run.compile_pending:
+        return run.fwd(x)
+    run.compile_pending = False
+    try:
+        return run.fwd(x)
+    except Exception as exc:  # compiling failed: train eagerly
+        _compile_failed(exc)
+        run.fwd = run.ddp_net
+        return run.fwd(x)
+
+
+def _data_to_device(run: _Run) -> None:
+    """``config.device_data``: the uint8 volumes ``(N, 9, H, W)`` and int64 labels ``(N, T)``
+    copied to the training device once."""
+    vol = run.volumes
+    if not isinstance(vol, torch.Tensor):
+        vol = np.asarray(vol)
+        if run.cuda:
+            free, _ = torch.cuda.mem_get_info(run.device)
+            if vol.nbytes > 0.8 * free:
+                raise ConfigError(f"device_data=True: the training volumes need {vol.nbytes / 1e9:.2f} GB, "
+                                  f"the GPU has {free / 1e9:.2f} GB free; use device_data=False "
+                                  "(batches copied from the host) or fewer discs")
+        vol = torch.from_numpy(np.ascontiguousarray(vol))
+    run.volumes = vol.to(run.device)
+    run.labels_dev = torch.from_numpy(run.labels).to(run.device)
+
+
+def _warmup_factor(config: TrainConfig, epoch: int, step: int, steps: int) -> float:
+    """Linear warm-up factor of the learning rate at ``step`` of ``epoch`` (both 0-based)."""
+    return min(1.0, (epoch * steps + step + 1) / (config.warmup_epochs * steps))
 
 
 def _train_epoch(run: _Run, epoch: int, show: bool) -> tuple[float, int, dict[str, torch.Tensor]]:
@@ -406,7 +479,7 @@ def _train_epoch(run: _Run, epoch: int, show: bool) -> tuple[float, int, dict[st
 
     config, device = run.config, run.device
     if config.train_augment:
-        from ..nn.augment import apply_transforms, sample_transforms
+        from ..nn.augment import Transforms, apply_transforms, sample_transforms
     use_bf16, use_cl = run.cuda and config.bf16, run.cuda and config.channels_last
     run.net.train()
     if run.sampler is not None:
@@ -416,24 +489,48 @@ def _train_epoch(run: _Run, epoch: int, show: bool) -> tuple[float, int, dict[st
         order = torch.randperm(run.volumes.shape[0], generator=run.shuffle_gen).numpy()
     per_rank_batch = max(1, config.batch_size // run.world)
     batches = [order[s:s + per_rank_batch] for s in range(0, len(order), per_rank_batch)]
+    fast = config.device_data  # the whole epoch's indices and transforms on the device at once
+    if fast:
+        order_dev = torch.from_numpy(np.ascontiguousarray(order)).to(device)
+        if config.train_augment:  # drawn batch by batch as below: the same numbers
+            drawn = [sample_transforms(len(idx), run.aug_gen, "cpu") for idx in batches]
+            epoch_t = Transforms.cat(drawn).to(device)
+    groups = run.optimizer.param_groups
+    warm = epoch < config.warmup_epochs
+    base_lr = [g["lr"] for g in groups]
+    start = 0
     # running confusion counts and loss stay on the device: no host sync per step (the
-    # progress bar's postfix, when shown, is the only per-step read-back)
+    # progress bar's postfix, when shown, is the only read-back: every step, or every 20th
+    # step with device_data)
     conf_dev = {t: torch.zeros(N_CLASSES[t] ** 2 + 1, dtype=torch.int64, device=device) for t in TASK_NAMES}
     loss_dev = torch.zeros((), dtype=torch.float64, device=device)
     seen = 0
     inner = tqdm(batches, desc=f"epoch {epoch + 1}/{config.max_epochs}", unit="batch", leave=False,
                  disable=not show)
-    for idx in inner:
-        x = _to_float(_gather(run.volumes, idx), device)
-        y = torch.from_numpy(run.labels[idx]).to(device)
-        if config.train_augment:
-            x = apply_transforms(x, sample_transforms(len(idx), run.aug_gen, device))
+    for step, idx in enumerate(inner):
+        n = len(idx)
+        if fast:
+            sel = order_dev[start:start + n]
+            x = _to_float(run.volumes.index_select(0, sel), device)
+            y = run.labels_dev.index_select(0, sel)
+            if config.train_augment:
+                x = apply_transforms(x, epoch_t[start:start + n], host=drawn[step])
+        else:
+            x = _to_float(_gather(run.volumes, idx), device)
+            y = torch.from_numpy(run.labels[idx]).to(device)
+            if config.train_augment:
+                x = apply_transforms(x, sample_transforms(n, run.aug_gen, device))
+        start += n
+        if warm:
+            f = _warmup_factor(config, epoch, step, len(batches))
+            for g, lr in zip(groups, base_lr):
+                g["lr"] = lr * f
         if use_cl:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
-            logits = run.ddp_net(x)
+            logits = _forward(run, x)
         logits = {k: v.float() for k, v in logits.items()}
-        total, _ = multitask_loss(logits, y, class_weights=run.cw_dev)
+        total, _ = multitask_loss(logits, y, class_weights=run.cw_dev, check_labels=not fast)
         if run.world > 1:  # every head in the graph, even if a batch has no label for a task
             total = total + 0.0 * sum(v.sum() for v in logits.values())
         if not run.cuda and not torch.isfinite(total):  # on CUDA: checked once per epoch below
@@ -442,13 +539,16 @@ def _train_epoch(run: _Run, epoch: int, show: bool) -> tuple[float, int, dict[st
         run.optimizer.zero_grad(set_to_none=True)
         total.backward()
         run.optimizer.step()
-        loss_dev += total.detach().double() * len(idx)
-        seen += len(idx)
+        loss_dev += total.detach().double() * n
+        seen += n
         _count_confusion(conf_dev, logits, y)
-        if show:
+        if show and (not fast or step % 20 == 0 or step == len(batches) - 1):  # fast: a read-back per 20
             run_acc = _nanmean(list(_running_acc(_confusion_matrices(conf_dev)).values()))
             inner.set_postfix(loss=f"{float(loss_dev) / seen:.3f}", acc=f"{run_acc:.3f}")
     inner.close()
+    if warm:  # the scheduler's learning rate back (the plateau logic and the history see it)
+        for g, lr in zip(groups, base_lr):
+            g["lr"] = lr
     loss_sum = float(loss_dev)
     if not math.isfinite(loss_sum):
         raise ConfigError(f"the training loss became {loss_sum} at epoch {epoch + 1}; "

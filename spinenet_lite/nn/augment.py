@@ -302,11 +302,14 @@ def affine_theta(t: Transforms, size: tuple[int, int], inverse: bool = False,
     return theta
 
 
-def _slices(x: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
-    """``out[n, k] = x[n, src[n, k]]``, zero where ``src`` is out of range; ``x`` itself if identity."""
+def _slices(x: torch.Tensor, src: torch.Tensor, identity: bool | None = None) -> torch.Tensor:
+    """``out[n, k] = x[n, src[n, k]]``, zero where ``src`` is out of range; ``x`` itself if identity
+    (``identity``: known by the caller, else read from ``src``)."""
     N, S = x.shape[:2]
     k = torch.arange(S, device=x.device)
-    if bool((src == k).all()):
+    if identity is None:
+        identity = bool((src == k).all())
+    if identity:
         return x
     valid = (src >= 0) & (src < S)
     flat = (torch.arange(N, device=x.device).unsqueeze(1) * S + src.clamp(0, S - 1)).reshape(-1)
@@ -356,9 +359,11 @@ def _affine_grid(theta: torch.Tensor, H: int, W: int) -> torch.Tensor:
     return cols + rows  # (N, H, W, 2): (x, y) normalised source coordinates
 
 
-def _inplane(x: torch.Tensor, t: Transforms, inverse: bool) -> torch.Tensor:
+def _inplane(x: torch.Tensor, t: Transforms, inverse: bool, integer: bool | None = None) -> torch.Tensor:
     N, S, H, W = x.shape
-    if t.is_integer_translation():  # exact: whole-pixel moves by index
+    if integer is None:
+        integer = t.is_integer_translation()
+    if integer:  # exact: whole-pixel moves by index
         sign = -1 if inverse else 1
         return _translate(x, sign * t.shift_x.round().long(), sign * t.shift_y.round().long())
     work = x if x.dtype in (torch.float32, torch.float64) else x.float()
@@ -379,7 +384,8 @@ def _check(x: torch.Tensor, t: Transforms, what: str) -> Transforms:
     return t.to(x.device) if t.device != x.device else t
 
 
-def apply_transforms(x: torch.Tensor, t: Transforms, intensity: bool = True) -> torch.Tensor:
+def apply_transforms(x: torch.Tensor, t: Transforms, intensity: bool = True,
+                     host: Transforms | None = None) -> torch.Tensor:
     """Augment a batch of volumes, batched on ``x``'s device.
 
     Parameters
@@ -390,6 +396,10 @@ def apply_transforms(x: torch.Tensor, t: Transforms, intensity: bool = True) -> 
         One transform per sample (moved to ``x.device`` if needed).
     intensity : bool
         Add ``t.intensity`` and clip to [0, 1] (False: geometry only, no clipping).
+    host : Transforms, optional
+        The same transforms on the CPU (as drawn, before they moved to ``x``'s device): the
+        two data-dependent shortcuts (slice order unchanged, whole-pixel translation) are
+        decided on it, which saves two device synchronisations per call. None: decided on ``t``.
 
     Returns
     -------
@@ -398,7 +408,15 @@ def apply_transforms(x: torch.Tensor, t: Transforms, intensity: bool = True) -> 
     t = _check(x, t, "x")
     if len(t) == 0:
         return x.clone()
-    out = _inplane(_slices(x, _slice_source(t, x.shape[1], inverse=False)), t, inverse=False)
+    identity = integer = None
+    if host is not None:
+        if not isinstance(host, Transforms) or len(host) != len(t) or host.device.type != "cpu":
+            raise InputError("host must be the same transforms as t, on the CPU")
+        S = x.shape[1]
+        identity = bool((_slice_source(host, S, inverse=False) == torch.arange(S)).all())
+        integer = host.is_integer_translation()
+    out = _inplane(_slices(x, _slice_source(t, x.shape[1], inverse=False), identity), t, inverse=False,
+                   integer=integer)
     if intensity:  # in place: ``out`` is always a fresh tensor here
         out.add_(t.intensity.to(out.dtype).view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
     return out

@@ -109,6 +109,7 @@ def multitask_loss(
     class_weights: Mapping[str, torch.Tensor] | None = None,
     task_weights: Mapping[str, float] | None = None,
     tasks: Sequence[Task] = TASKS,
+    check_labels: bool = True,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Sum over tasks of the (class-weighted) softmax log-loss, missing labels ignored.
 
@@ -123,6 +124,9 @@ def multitask_loss(
     task_weights : dict of str to float, optional
         ``w_t`` per task (default 1 for every task; missing keys mean 1).
     tasks : sequence of Task
+    check_labels : bool
+        Check that every label is a class index or ``MISSING`` (one host synchronisation);
+        False for labels checked once before (the training loop's sync-free path).
 
     Returns
     -------
@@ -150,12 +154,13 @@ def multitask_loss(
     if unknown:
         raise InputError(f"task_weights has unknown tasks {sorted(unknown)}; the tasks are {names}")
 
-    n_classes = torch.tensor([t.n_classes for t in tasks], device=labels.device)
-    bad = (labels != MISSING) & ((labels < 0) | (labels >= n_classes))
-    if bool(bad.any()):  # one device sync for all tasks
-        j = int(bad.any(dim=0).nonzero()[0])
-        raise InputError(f"task {tasks[j].name!r} has labels outside 0..{tasks[j].n_classes - 1} "
-                         f"(missing labels must be {MISSING})")
+    if check_labels:
+        n_classes = torch.tensor([t.n_classes for t in tasks], device=labels.device)
+        bad = (labels != MISSING) & ((labels < 0) | (labels >= n_classes))
+        if bool(bad.any()):  # one device sync for all tasks
+            j = int(bad.any(dim=0).nonzero()[0])
+            raise InputError(f"task {tasks[j].name!r} has labels outside 0..{tasks[j].n_classes - 1} "
+                             f"(missing labels must be {MISSING})")
 
     per_task: dict[str, torch.Tensor] = {}
     total = first.new_zeros((), dtype=torch.float32)
