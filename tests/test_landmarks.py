@@ -211,6 +211,18 @@ def test_lowest_l5_without_a_disc_below_leaves_s1_missing():
     assert np.isnan(corners[6]).all()
 
 
+def test_bool_mask_named_from_l5_gets_s1_one_step_below():
+    # a predicted body mask (bool, no discs) of a real scan whose sacrum the localiser does not mark
+    scan, truth, _ = toy_spine(n_slices=2, shape=(300, 240))
+    bool_mask = _without_sacrum(label_mask(truth, scan.shape[1:]), truth) == SPIDER_VERTEBRA
+    corners, _ = corners_from_vertebra_mask(bool_mask, lowest="L5")
+    assert _max_corner_error(corners[:6], truth[:6]) < 2.0
+    step = truth[5].mean(1) - truth[4].mean(1)  # (S, 2): L4 -> L5 on each slice
+    np.testing.assert_allclose(corners[6], corners[5] + step[:, None, :], atol=2.0)
+    assert _max_corner_error(corners[6], truth[6]) < 6.0  # the toy spine's levels are evenly spaced
+    assert extract_discs(scan, corners).levels == list(LEVELS)
+
+
 @pytest.mark.parametrize("bad", ["s1", "lowest", None, 5])
 def test_bad_lowest(bad):
     scan, truth, _ = toy_spine(n_slices=1, shape=(300, 240))

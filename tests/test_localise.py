@@ -271,3 +271,15 @@ def test_cli_localise_writes_corners_that_extract_reads(tmp_path):
     with np.load(tmp_path / "d.npz") as z:
         assert z["volumes"].shape == (6, 9, 112, 224)
     assert main(["localise", str(tmp_path / "x.png"), "--out", str(tmp_path / "e.npz")]) == 2
+
+
+def test_localise_refuses_an_unknown_lowest_body():
+    scan = Scan(volume=np.zeros((1, 64, 64), np.float32), pixel_spacing=(1.0, 1.0), slice_spacing=1.0)
+    with pytest.raises(InputError, match="lowest"):
+        localise(scan, lowest="L4")
+
+
+def test_score_localiser_refuses_a_folder_without_spider(tmp_path):
+    from spinenet_lite.cli import main
+
+    assert main(["score-localiser", "--spider-dir", str(tmp_path), "--no-results"]) == 2

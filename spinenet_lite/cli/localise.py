@@ -42,6 +42,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=run_train_localiser)
 
+    c = subparsers.add_parser(
+        "score-localiser", help="the localiser's level naming on every SPIDER split, under each naming rule",
+        description="Score the localiser's disc levels against the SPIDER T2 SPACE masks (whose lowest "
+                    "labelled body is L5) on its training, validation and test patients, with the lowest "
+                    "body found named S1 (the rule before) and with lowest='auto' (L5 on a real scan), and "
+                    "write data/results/localiser_levels_<tier>.json.")
+    c.add_argument("--weights", default=None, help="localiser weights (default data/weights/localiser.pt)")
+    c.add_argument("--spider-dir", default=None, help="SPIDER subset folder (default: the shared one)")
+    c.add_argument("--tier", default="teaching", help="results file name part (default teaching)")
+    c.add_argument("--no-results", action="store_true", help="do not write the results file")
+    c.set_defaults(func=run_score_localiser)
+
 
 def _load_study(path: str, spacing: float | None):
     from ..io.dicom import load_scan
@@ -99,4 +111,17 @@ def run_train_localiser(args: argparse.Namespace) -> int:
         print(f"{name}: mid slice found {m['found']:.1%}, within 3 mm {m['found_within_3mm']:.1%}, "
               f"level accuracy {m['level_accuracy']:.1%}, median error {m['centre_error_mm_median']:.2f} mm")
     print(f"weights -> {args.out} (sha256 {res['sha256']})")
+    return 0
+
+
+def run_score_localiser(args: argparse.Namespace) -> int:
+    """Handler of ``score-localiser``."""
+    from ..localise.training import score_levels
+
+    command = "spinenet-lite score-localiser" + (f" --weights {args.weights}" if args.weights else "")
+    res = score_levels(args.weights, args.spider_dir, results_tier=None if args.no_results else args.tier,
+                       command=command)
+    for rule, per_split in res["spider"].items():
+        print(f"{rule}: " + ", ".join(f"{part} {r['mid_slice']['level_accuracy']:.1%}"
+                                      for part, r in per_split.items()) + " (level accuracy, middle slice)")
     return 0

@@ -262,7 +262,9 @@ def corners_from_vertebra_mask(
         ``disc_label=None``). ``"S1"``, ``"L5"``: that name, whatever the discs. When the
         lowest body is L5, S1 is built on every slice where L5 and the disc below it are
         found: its superior endplate is a line fitted to the disc's inferior boundary,
-        spanning the disc's antero-posterior extent, and its height is L5's.
+        spanning the disc's antero-posterior extent, and its height is L5's. Without disc
+        labels (a bool mask, e.g. the localiser's prediction, with ``lowest="L5"``) S1 is L5's
+        box moved by one step from L4 to L5 on the same slice.
 
     Returns
     -------
@@ -333,6 +335,10 @@ def corners_from_vertebra_mask(
             disc = _disc_below(l5, discs[s])
             if disc is not None:
                 corners[n_v - 1, s] = _body_below_disc(l5, disc)
+            elif not with_discs and not np.isnan(corners[n_v - 3, s]).any():
+                # no disc labels (a predicted body mask): S1 is L5 moved by one L4 -> L5 step
+                step = l5.mean(0) - corners[n_v - 3, s].astype(np.float64).mean(0)
+                corners[n_v - 1, s] = l5 + step
     _drop_inconsistent(corners)
     return corners, list(VERTEBRAE)
 

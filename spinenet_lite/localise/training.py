@@ -44,7 +44,15 @@ from ..phantom import PhantomConfig, synth_patient
 from ..progress import tqdm
 from ..results import git_commit, markdown_table, write_results
 from ..tasks import LEVELS
-from .inference import WORK_SPACING_MM, disc_centres, localise, save_localiser, to_work_grid
+from .inference import (
+    WORK_SPACING_MM,
+    default_weights_path,
+    disc_centres,
+    load_localiser,
+    localise,
+    save_localiser,
+    to_work_grid,
+)
 from .net import LocaliserNet, n_parameters
 
 
@@ -440,7 +448,7 @@ def _summarise(rows: list[dict[str, Any]], tol_mm: float) -> dict[str, Any]:
 
 
 def measure(net: LocaliserNet, studies: list[tuple[Any, np.ndarray, int]],
-            tol_mm: float = 3.0) -> dict[str, Any]:
+            tol_mm: float = 3.0, lowest: str = "auto") -> dict[str, Any]:
     """Score the localiser on studies with known corners.
 
     Parameters
@@ -449,6 +457,8 @@ def measure(net: LocaliserNet, studies: list[tuple[Any, np.ndarray, int]],
     studies : list of (Scan, ndarray (7, S, 4, 2), int)
         Scan, true corners and its middle slice index.
     tol_mm : float
+    lowest : str
+        How the localiser names its lowest body (:func:`~spinenet_lite.localise.inference.localise`).
 
     Returns
     -------
@@ -460,7 +470,7 @@ def measure(net: LocaliserNet, studies: list[tuple[Any, np.ndarray, int]],
     """
     rows_all, rows_mid, six = [], [], 0
     for scan, truth, mid in studies:
-        loc = localise(scan, net=net, min_discs=0)
+        loc = localise(scan, net=net, min_discs=0, lowest=lowest)
         rows_all.append(score_study(loc.corners, truth, scan.pixel_spacing, tol_mm=tol_mm))
         rows_mid.append(score_study(loc.corners, truth, scan.pixel_spacing, np.array([mid]), tol_mm=tol_mm))
         dc = disc_centres(loc.corners)[:, mid]
@@ -585,4 +595,57 @@ def run_training(out: str | os.PathLike, config: LocaliserTrainConfig | None = N
     if results_tier:
         write_results("localiser", results_tier, results, config=asdict(config), seed=seed, device="cpu",
                       wall_time_s=time.perf_counter() - t0, markdown=_markdown(results), commit=commit)
+    return results
+
+
+LEVEL_RULES: dict[str, str] = {"lowest_is_S1": "S1", "auto": "auto"}
+"""The level-naming rules :func:`score_levels` compares: the rule before (the lowest body found is
+S1 on every scan) and ``localise(lowest="auto")`` (L5 on a real scan)."""
+
+
+def score_levels(weights: str | os.PathLike | None = None, spider_dir: str | os.PathLike | None = None, *,
+                 results_tier: str | None = "teaching", command: str = "") -> dict[str, Any]:
+    """The shipped localiser's level naming on every SPIDER T2 SPACE split, under each rule.
+
+    The truth is ``corners_from_vertebra_mask(mask)`` with ``lowest="auto"`` (the masks' lowest
+    body is L5 when a disc lies below it). :data:`spinenet_lite.localise.inference.LOWEST_REAL`
+    was set looking at the ``train`` patients only; ``val`` and ``test`` are the patients no
+    rule was tuned on. Writes ``data/results/localiser_levels_<tier>.json`` (+ ``.md``).
+
+    Returns
+    -------
+    dict
+        ``{"spider": {rule: {split: measure(...)}}, "phantom": {rule: measure(...)}, "split",
+        "weights", "sha256"}``.
+    """
+    t0 = time.perf_counter()
+    commit = git_commit()
+    sdir = Path(spider_dir) if spider_dir is not None else default_spider_dir()
+    if not (sdir / "t2_space" / "images").is_dir():
+        raise InputError(f"{sdir} has no t2_space/images: the level check needs the SPIDER subset")
+    path = Path(weights) if weights is not None else default_weights_path()
+    net = load_localiser(path)
+    config = LocaliserTrainConfig()
+    split = split_patients(space_patients(sdir), config.split_seed)
+    studies = {part: spider_test_studies(sdir, patients) for part, patients in split.items()}
+    phantom = phantom_test_studies(list(range(20)), config.phantom_seed)
+    results: dict[str, Any] = {
+        "weights": path.name, "sha256": _sha256(path), "command": command, "split": split,
+        "rules": dict(LEVEL_RULES),
+        "spider": {rule: {part: measure(net, st, lowest=low) for part, st in studies.items()}
+                   for rule, low in LEVEL_RULES.items()},
+        "phantom": {rule: measure(net, phantom, lowest=low) for rule, low in LEVEL_RULES.items()},
+    }
+    if results_tier:
+        def row(name: str, rule: str, sl: str, r: dict[str, Any]) -> list[str]:
+            return [name, rule, sl.replace("_", " "), f"{r['level_accuracy']:.1%}",
+                    f"{r['found_within_3mm']:.1%}", f"{r['centre_error_mm_median']:.2f}"]
+        rows = [row(f"SPIDER {part} ({len(split[part])})", rule, sl, results["spider"][rule][part][sl])
+                for rule in LEVEL_RULES for part in split for sl in ("mid_slice", "all_slices")]
+        rows += [row("phantom (20)", rule, "mid_slice", results["phantom"][rule]["mid_slice"])
+                 for rule in LEVEL_RULES]
+        md = ("# Localiser level naming\n\n" + markdown_table(
+            ["studies", "rule", "slices", "level accuracy", "found within 3 mm", "median error (mm)"], rows))
+        write_results("localiser_levels", results_tier, results, config=asdict(config), seed=0, device="cpu",
+                      wall_time_s=time.perf_counter() - t0, markdown=md, commit=commit)
     return results
