@@ -56,12 +56,12 @@ from paper_tier_gpu import (  # benchmarks/ is on sys.path as the script's folde
     plan_epochs,
     start_cohort,
     sweep_models,
+    wait_for_cohort,
 )
 from train_throughput import CPU_NOTE, loop_rate, random_discs
 
 from spinenet_lite.config import get_tier, resolve_device, scaled_lr
-from spinenet_lite.datasets.cache import load_cache, patient_split
-from spinenet_lite.datasets.synthetic import dataset_name
+from spinenet_lite.datasets.cache import patient_split
 from spinenet_lite.errors import ConfigError
 from spinenet_lite.experiments.paper import EXPERIMENT_TIERS, Runner, experiment_config, run_experiment
 from spinenet_lite.results import git_commit, machine_description
@@ -186,15 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     session["timings_s"]["throughput"] = round(time.perf_counter() - t0, 1)
     log("loop throughput (samples/s): " + ", ".join(f"{bp} {r:.0f}" for bp, r in rates.items()))
     save()
-    rc = gen.wait()
-    if rc != 0:
-        session["notes"].append(f"cohort synthesis failed with exit status {rc}")
-        save()
-        log(f"cohort synthesis failed (exit status {rc})")
+    data = wait_for_cohort(gen, args, session, save, log, t0)
+    if data is None:
         return 1
-    data = load_cache(args.data_dir / "cache" / dataset_name(args.patients, args.seed))
-    session["timings_s"]["cohort"] = round(time.perf_counter() - t0, 1)
-    log(f"cohort ready: {len(data.labels)} discs")
 
     # 3. the epochs that fit
     tr, va, te = patient_split(data.patients, args.seed)

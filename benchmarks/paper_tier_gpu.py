@@ -151,6 +151,21 @@ def start_cohort(patients: int, seed: int, workers: int, data_dir: Path) -> subp
     return subprocess.Popen([sys.executable, "-c", code, str(patients), str(seed), str(workers)], env=env)
 
 
+def wait_for_cohort(gen: subprocess.Popen, args: argparse.Namespace, session: dict[str, Any], save: Any,
+                    log: Any, t0: float) -> Any:
+    """Wait for :func:`start_cohort`'s process: the disc cache, or None (noted in ``session``) on failure."""
+    rc = gen.wait()
+    if rc != 0:
+        session["notes"].append(f"cohort synthesis failed with exit status {rc}")
+        save()
+        log(f"cohort synthesis failed (exit status {rc})")
+        return None
+    data = load_cache(args.data_dir / "cache" / dataset_name(args.patients, args.seed))
+    session["timings_s"]["cohort"] = round(time.perf_counter() - t0, 1)
+    log(f"cohort ready: {len(data.labels)} discs")
+    return data
+
+
 def model_overhead_s(config: Any, branch_point: str, device: torch.device, n_train: int) -> float:
     """Seconds per model outside its epochs: twice the time to build ``branch_point``'s network
     on ``device``, plus copying ``n_train`` discs at ~1 GB/s."""
@@ -296,15 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     log("throughput (samples/s): " + ", ".join(f"{bp} {r:.0f}" for bp, r in rates.items()))
     save()
 
-    rc = gen.wait()
-    if rc != 0:
-        session["notes"].append(f"cohort synthesis failed with exit status {rc}")
-        save()
-        log(f"cohort synthesis failed (exit status {rc})")
+    data = wait_for_cohort(gen, args, session, save, log, t0)
+    if data is None:
         return 1
-    data = load_cache(args.data_dir / "cache" / dataset_name(args.patients, args.seed))
-    session["timings_s"]["cohort"] = round(time.perf_counter() - t0, 1)
-    log(f"cohort ready: {len(data.labels)} discs")
 
     # 3. epochs that fit
     tr, va, te = patient_split(data.patients, args.seed)

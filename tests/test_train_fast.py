@@ -4,11 +4,10 @@ benchmarks/train_throughput.py --loop."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 import torch
+from test_train import H, W, make_data  # tests/ is on sys.path under pytest
 
 from spinenet_lite.config import TrainConfig, get_tier, scaled_lr
 from spinenet_lite.engine.training import train
@@ -16,23 +15,7 @@ from spinenet_lite.errors import ConfigError, InputError
 from spinenet_lite.nn.augment import Transforms, apply_transforms, sample_transforms
 from spinenet_lite.nn.losses import class_weights, multitask_loss
 from spinenet_lite.nn.model import SpineNet
-from spinenet_lite.tasks import MISSING, N_CLASSES, TASK_NAMES
-
-H, W = 48, 96
-
-
-@dataclass
-class TinyData:
-    volumes: np.ndarray
-    labels: np.ndarray
-
-
-def make_data(n: int, seed: int) -> TinyData:
-    rng = np.random.default_rng(seed)
-    vol = rng.integers(0, 256, (n, 9, H, W), dtype=np.uint8)
-    labels = np.stack([rng.integers(0, N_CLASSES[t], n) for t in TASK_NAMES], axis=1).astype(np.int16)
-    labels[rng.random(labels.shape) < 0.1] = MISSING
-    return TinyData(vol, labels)
+from spinenet_lite.tasks import N_CLASSES, TASK_NAMES
 
 
 def tiny_model() -> SpineNet:
