@@ -122,7 +122,7 @@ REGISTRY: dict[str, WeightsEntry] = {
             name="spinenet_real_2d",
             filename="spinenet_real_2d.pt",
             kind="grader",
-            sha256="d79288c9a1b553a1d9308dc3420dc9c0dedfc1a2b9daf660788d784f567f8277",
+            sha256="84af2a81f8c8803a5450b36c33cf3b40eda48f6448fbbe6b8377c403598ed226",
             description="the synthetic grader fine-tuned on the SPIDER mid-sagittal T2 slices, each slice "
                         "copied into all nine positions: the grader of one-slice studies (2D images)",
         ),
