@@ -107,7 +107,7 @@ REGISTRY: dict[str, WeightsEntry] = {
             name="spinenet_synthetic",
             filename="spinenet_synthetic.pt",
             kind="grader",
-            sha256="c4ac373bde73739fc6cdb299b10a1b32e1182b72556be46805d20d9a03e4b6ec",
+            sha256="6ea9847863e8860f278134ec5c24bae7601a9f5a121db6cccb03dc69093021bf",
             description="SpineNet, conv5 branching, width 0.25, trained on the synthetic cohort "
                         "(spinenet-lite train --tier teaching --seed 0; export-weights, float16)",
         ),
