@@ -18,6 +18,7 @@ chapter 04, *Training*).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +27,14 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from .errors import ConfigError
-from .tasks import BRANCH_POINTS
+from .tasks import BRANCH_POINTS, TASKS
 
 if TYPE_CHECKING:
     import torch
 
 TIER_NAMES: tuple[str, ...] = ("ci", "teaching", "paper")
 PLATEAU_METRICS: tuple[str, ...] = ("val_loss", "val_mean_acc")
+LR_SCHEDULES: tuple[str, ...] = ("plateau", "cosine")
 
 
 @dataclass(frozen=True)
@@ -137,8 +139,15 @@ class TrainConfig:
     fused_optimizer: bool = False
     compile: bool = False
     warmup_epochs: int = 0
+    lr_schedule: str = "plateau"
+    ordinal_tasks: tuple[str, ...] = ()
+    intensity_augment: float = 0.0
+    mixup_alpha: float = 0.0
 
     def __post_init__(self) -> None:
+        if isinstance(self.ordinal_tasks, (list, str)):  # from YAML / JSON, or one name
+            value = [self.ordinal_tasks] if isinstance(self.ordinal_tasks, str) else self.ordinal_tasks
+            object.__setattr__(self, "ordinal_tasks", tuple(value))
         self.validate()
 
     # ------------------------------------------------------------------ helpers
@@ -183,6 +192,20 @@ class TrainConfig:
             self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")
         ):
             raise bad("device", self.device, 'use "auto", "cpu", "cuda" or "cuda:N"')
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise bad("lr_schedule", self.lr_schedule, f"use one of {', '.join(LR_SCHEDULES)}")
+        ordinal = {t.name: t.n_classes for t in TASKS}
+        if not isinstance(self.ordinal_tasks, tuple) or any(
+                not isinstance(t, str) or ordinal.get(t, 0) < 3 for t in self.ordinal_tasks):
+            raise bad("ordinal_tasks", self.ordinal_tasks,
+                      "give task names with three or more classes: "
+                      + ", ".join(n for n, c in ordinal.items() if c >= 3))
+        for name in ("intensity_augment", "mixup_alpha"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 10:
+                raise bad(name, v, "give a number >= 0 (0: off)")
+        if self.intensity_augment >= 1:
+            raise bad("intensity_augment", self.intensity_augment, "give a strength in [0, 1)")
         for name in ("class_balance", "train_augment", "restore_best", "bf16", "channels_last",
                      "deterministic", "device_data", "fused_optimizer", "compile"):
             if not isinstance(getattr(self, name), bool):
@@ -209,8 +232,10 @@ class TrainConfig:
         return dataclasses.replace(self, **kw)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-python dict of every field (YAML / JSON / checkpoint safe)."""
-        return dataclasses.asdict(self)
+        """Plain-python dict of every field (YAML / JSON / checkpoint safe: tuples as lists)."""
+        d = dataclasses.asdict(self)
+        d["ordinal_tasks"] = list(self.ordinal_tasks)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -377,6 +402,18 @@ def get_tier(name: str, **overrides: Any) -> TrainConfig:
     if name not in TIERS:
         raise ConfigError(f"unknown tier {name!r}; use one of {', '.join(TIER_NAMES)}")
     return TIERS[name].replace(**overrides)
+
+
+def cosine_lr(config: TrainConfig, epoch: int) -> float:
+    """Learning rate of 0-based ``epoch`` under ``lr_schedule="cosine"``.
+
+    ``min_lr + (lr - min_lr) * (1 + cos(pi * epoch / max_epochs)) / 2``: ``lr`` at epoch 0,
+    falling smoothly towards ``min_lr`` at the last epoch.
+    """
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ConfigError(f"cosine_lr: epoch={epoch!r} is invalid: give a non-negative integer")
+    frac = min(epoch, config.max_epochs) / config.max_epochs
+    return config.min_lr + (config.lr - config.min_lr) * 0.5 * (1.0 + math.cos(math.pi * frac))
 
 
 def scaled_lr(base_lr: float, base_batch: int, batch: int) -> float:

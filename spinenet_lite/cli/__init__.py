@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "experiment",
     "predict",
     "spider",
+    "ablation",
     "localise",
 )
 

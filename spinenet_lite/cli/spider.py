@@ -119,7 +119,7 @@ def run_experiment(args: argparse.Namespace) -> int:
         markdown_table,
     )
     from ..experiments.spider_discs import cached_discs, source_pad
-    from ..experiments.spider_grading import save_weights
+    from ..experiments.spider_grading import mean_score, save_weights
     from ..results import git_commit, write_results
 
     commit = git_commit()  # the code that runs, read before a run that may outlast a commit
@@ -151,7 +151,7 @@ def run_experiment(args: argparse.Namespace) -> int:
     for r in recipes:
         cv["recipes"][r]["goals"] = goals_check(cv["recipes"][r]["pooled"])
     trained = [r for r in recipes if r != "zero_shot"] or recipes
-    best = max(trained, key=lambda r: _mean_score(cv["recipes"][r]["pooled"]))
+    best = max(trained, key=lambda r: mean_score(cv["recipes"][r]["pooled"]))
     cv["best_recipe"] = best
     cv["source"] = args.source
     cv["slices"] = args.slices
@@ -221,12 +221,6 @@ def _run_baseline(args: argparse.Namespace, commit: str) -> None:
                                  markdown=md, commit=commit)
     print(md, end="")
     print(f"-> {path}")
-
-
-def _mean_score(pooled: dict) -> float:
-    """Mean of the scored tasks' per-class accuracies and the two Lootus numbers."""
-    vals = [v["per_class_accuracy"] for v in pooled["tasks"].values()] + list(pooled["lootus"].values())
-    return float(sum(vals) / len(vals))
 
 
 def _register_derive(subparsers: argparse._SubParsersAction) -> None:

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import TrainConfig, resolve_device
+from ..config import TrainConfig, cosine_lr, resolve_device
 from ..errors import ConfigError
 from ..nn.losses import class_weights as compute_class_weights
 from ..nn.losses import multitask_loss
@@ -252,6 +252,9 @@ def train(
                  disable=not (progress and run.is_main), initial=run.start_epoch, total=config.max_epochs)
     for epoch in outer:
         t_epoch = time.perf_counter()
+        if config.lr_schedule == "cosine":
+            for g in run.optimizer.param_groups:
+                g["lr"] = cosine_lr(config, epoch)
         loss_sum, seen, conf_dev = _train_epoch(run, epoch, show=progress and run.is_main)
         rec = _epoch_record(run, epoch, loss_sum, seen, conf_dev, t_epoch)
         improved = _track_best(run, rec, epoch)
@@ -298,6 +301,7 @@ class _Run:
     start_epoch: int = 0
     best_state: dict[str, torch.Tensor] | None = None
     meta: dict[str, Any] | None = None
+    mix_gen: torch.Generator | None = None
 
     @property
     def is_main(self) -> bool:
@@ -344,6 +348,10 @@ def _prepare(config: TrainConfig, train_data: Any, val_data: Any | None, out_dir
         patience=config.lr_patience, min_lr=config.min_lr)
     shuffle_gen = torch.Generator().manual_seed(config.seed)
     aug_gen = torch.Generator().manual_seed(config.seed * 1000 + 17 + rank)  # augment draws on the CPU
+    # intensity augmentation and mixup draw from their own generator: the geometric draws
+    # (and the device_data path's up-front ones) stay what they are without them
+    mix_gen = (torch.Generator().manual_seed(config.seed * 1000 + 29 + rank)
+               if config.intensity_augment > 0 or config.mixup_alpha > 0 else None)
     paths: dict[str, Path] = {}
     if out is not None:
         paths = {"last": out / "last.pt", "best": out / "best.pt", "history_csv": out / "history.csv",
@@ -351,7 +359,15 @@ def _prepare(config: TrainConfig, train_data: Any, val_data: Any | None, out_dir
     return _Run(config=config, net=net, device=device, rank=rank, world=world, we_initialised=we_initialised,
                 volumes=volumes, labels=labels, val=val, mean=mean, cw=cw, cw_dev=cw_dev, optimizer=optimizer,
                 scheduler=scheduler, maximise=maximise, shuffle_gen=shuffle_gen, aug_gen=aug_gen, out=out,
-                paths=paths)
+                paths=paths, mix_gen=mix_gen)
+
+
+def _generators(run: _Run) -> dict[str, torch.Generator]:
+    """The run's own random generators by checkpoint name (``mix`` only when it is used)."""
+    gens = {"shuffle": run.shuffle_gen, "augment": run.aug_gen}
+    if run.mix_gen is not None:
+        gens["mix"] = run.mix_gen
+    return gens
 
 
 def _make_optimizer(net: nn.Module, config: TrainConfig) -> torch.optim.SGD:
@@ -387,7 +403,7 @@ def _resume(run: _Run) -> None:
     run.scheduler.load_state_dict(state["scheduler"])
     # the learning-rate floor / patience may come from the new config
     run.scheduler.patience, run.scheduler.factor = config.lr_patience, config.lr_factor
-    set_rng_state(state["rng"], shuffle=run.shuffle_gen, augment=run.aug_gen)
+    set_rng_state(state["rng"], **_generators(run))
     run.history = list(state.get("history", []))
     run.best_epoch = int(state.get("best_epoch", 0))
     run.best_score = state.get("best_score")
@@ -480,6 +496,8 @@ def _train_epoch(run: _Run, epoch: int, show: bool) -> tuple[float, int, dict[st
     config, device = run.config, run.device
     if config.train_augment:
         from ..nn.augment import Transforms, apply_transforms, sample_transforms
+    if run.mix_gen is not None:
+        from ..nn.augment import mixup_pairs, random_intensity
     use_bf16, use_cl = run.cuda and config.bf16, run.cuda and config.channels_last
     run.net.train()
     if run.sampler is not None:
@@ -521,6 +539,14 @@ def _train_epoch(run: _Run, epoch: int, show: bool) -> tuple[float, int, dict[st
             if config.train_augment:
                 x = apply_transforms(x, sample_transforms(n, run.aug_gen, device))
         start += n
+        mix = None
+        if config.intensity_augment > 0:
+            x = random_intensity(x, config.intensity_augment, run.mix_gen)
+        if config.mixup_alpha > 0 and n > 1:
+            lam, perm = mixup_pairs(n, config.mixup_alpha, run.mix_gen)
+            perm = perm.to(device)
+            x = lam * x + (1 - lam) * x.index_select(0, perm)
+            mix = (lam, y.index_select(0, perm))
         if warm:
             f = _warmup_factor(config, epoch, step, len(batches))
             for g, lr in zip(groups, base_lr):
@@ -530,7 +556,12 @@ def _train_epoch(run: _Run, epoch: int, show: bool) -> tuple[float, int, dict[st
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
             logits = _forward(run, x)
         logits = {k: v.float() for k, v in logits.items()}
-        total, _ = multitask_loss(logits, y, class_weights=run.cw_dev, check_labels=not fast)
+        total, _ = multitask_loss(logits, y, class_weights=run.cw_dev, check_labels=not fast,
+                                  ordinal_tasks=config.ordinal_tasks)
+        if mix is not None:
+            other, _ = multitask_loss(logits, mix[1], class_weights=run.cw_dev, check_labels=False,
+                                      ordinal_tasks=config.ordinal_tasks)
+            total = mix[0] * total + (1 - mix[0]) * other
         if run.world > 1:  # every head in the graph, even if a batch has no label for a task
             total = total + 0.0 * sum(v.sum() for v in logits.values())
         if not run.cuda and not torch.isfinite(total):  # on CUDA: checked once per epoch below
@@ -589,7 +620,8 @@ def _track_best(run: _Run, rec: dict[str, Any], epoch: int) -> bool:
     score = rec[run.config.plateau_metric] if run.val is not None else rec["train_loss"]
     if math.isnan(score):
         score = rec["train_loss"]
-    run.scheduler.step(score)
+    if run.config.lr_schedule == "plateau":
+        run.scheduler.step(score)
     improved = run.best_score is None or (score > run.best_score if run.maximise else score < run.best_score)
     if improved:
         run.best_score, run.best_epoch = float(score), epoch + 1
@@ -620,7 +652,7 @@ def _checkpoint_state(run: _Run, epoch: int, full: bool) -> dict[str, Any]:
     if full:
         st["optimizer"] = run.optimizer.state_dict()
         st["scheduler"] = run.scheduler.state_dict()
-        st["rng"] = rng_state(shuffle=run.shuffle_gen, augment=run.aug_gen)
+        st["rng"] = rng_state(**_generators(run))
     return st
 
 

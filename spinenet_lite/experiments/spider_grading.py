@@ -36,6 +36,7 @@ __all__ = [
     "evaluate_spider",
     "grade_study",
     "grades_table",
+    "mean_score",
     "out_of_fold",
     "save_weights",
     "score",
@@ -103,6 +104,14 @@ def score(labels: np.ndarray, narrowing_bin: np.ndarray, pred: np.ndarray) -> di
             "narrowing_binary": metrics.per_class_accuracy(nb, pred_bin, 2),
         },
     }
+
+
+def mean_score(scored: Mapping[str, Any]) -> float:
+    """One number for a :func:`score` dict: the mean of the scored tasks' per-class accuracies
+    and the two Lootus numbers (what recipes are compared and chosen by)."""
+    vals = [v["per_class_accuracy"] for v in scored["tasks"].values()] + list(scored["lootus"].values())
+    vals = [float(v) for v in vals if v is not None and np.isfinite(v)]
+    return float(np.mean(vals)) if vals else float("nan")
 
 
 def _load(weights: Any, device: Any) -> tuple[Any, dict[str, Any] | None]:

@@ -448,3 +448,70 @@ def invert_maps(m: torch.Tensor, t: Transforms) -> torch.Tensor:
 def slice_flip(x: torch.Tensor) -> torch.Tensor:
     """Reverse the slice order of ``x (N, S, H, W)`` (mirror about the middle slice)."""
     return torch.flip(x, dims=(1,))
+
+
+def random_intensity(x: torch.Tensor, strength: float, generator: torch.Generator | int | None = None
+                     ) -> torch.Tensor:
+    """Random gamma, contrast and linear bias field per sample, for min-max-scaled real images.
+
+    Per sample ``i`` (numbers drawn on the CPU, so a seed gives the same result on every
+    device): ``g = exp(U(-s, s))``, contrast ``c = U(1 - s, 1 + s)``, a bias field
+    ``b(p) = 1 + a * (p . d)`` with slope ``a = U(-s/2, s/2)`` along a random in-plane
+    direction ``d`` (``p`` from -1 to 1 across the slice). Then
+    ``y = clip(b * (m + c * (x**g - m)), 0, 1)`` with ``m`` the sample's mean of ``x**g``;
+    zero voxels (padding) stay zero.
+
+    Parameters
+    ----------
+    x : Tensor (N, S, H, W), float in [0, 1]
+        Not modified.
+    strength : float
+        ``s`` in [0, 1); 0 returns a copy.
+    generator : torch.Generator (CPU), int seed or None
+
+    Returns
+    -------
+    Tensor (N, S, H, W), same dtype and device as ``x``.
+    """
+    if x.dim() != 4:
+        raise InputError(f"x must be a batch of volumes (N, S, H, W), got shape {tuple(x.shape)}")
+    if not 0 <= strength < 1:
+        raise InputError(f"strength={strength!r} must be in [0, 1)")
+    if strength == 0 or x.shape[0] == 0:
+        return x.clone()
+    g = _generator(generator)
+    n, s = x.shape[0], float(strength)
+    draws = torch.rand(n, 4, generator=g)  # gamma, contrast, slope, direction
+    gamma = torch.exp((2 * draws[:, 0] - 1) * s).to(x.device, x.dtype).view(-1, 1, 1, 1)
+    contrast = (1 + (2 * draws[:, 1] - 1) * s).to(x.device, x.dtype).view(-1, 1, 1, 1)
+    slope = ((draws[:, 2] - 0.5) * s).to(x.device, x.dtype).view(-1, 1, 1, 1)
+    theta = (2 * math.pi * draws[:, 3]).to(x.device, x.dtype).view(-1, 1, 1, 1)
+    H, W = x.shape[-2:]
+    rows = torch.linspace(-1, 1, H, device=x.device, dtype=x.dtype).view(1, 1, H, 1)
+    cols = torch.linspace(-1, 1, W, device=x.device, dtype=x.dtype).view(1, 1, 1, W)
+    field = 1 + slope * (torch.cos(theta) * cols + torch.sin(theta) * rows)
+    y = x.clamp(0, 1) ** gamma
+    m = y.mean(dim=(1, 2, 3), keepdim=True)
+    out = (field * (m + contrast * (y - m))).clamp_(0.0, 1.0)
+    return torch.where(x > 0, out, torch.zeros_like(out))
+
+
+def mixup_pairs(n: int, alpha: float, generator: torch.Generator | int | None = None
+                ) -> tuple[float, torch.Tensor]:
+    """Mixup's weight and partner for one batch of ``n`` samples.
+
+    Returns
+    -------
+    lam : float
+        ``Beta(alpha, alpha)`` draw (inverse-CDF of a CPU uniform, so seeded runs repeat).
+    perm : Tensor (n,) int64 (CPU)
+        Sample ``i`` is blended with sample ``perm[i]``.
+    """
+    from scipy.stats import beta
+
+    if not alpha > 0:
+        raise InputError(f"alpha={alpha!r} must be > 0 for mixup")
+    g = _generator(generator)
+    u = float(torch.rand(1, generator=g))
+    lam = float(beta.ppf(u, alpha, alpha))
+    return lam, torch.randperm(n, generator=g)

@@ -21,7 +21,7 @@ makes the weights readable (1 = a class of average frequency).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -103,6 +103,37 @@ def class_weights(labels: Any, tasks: Sequence[Task] = TASKS) -> dict[str, torch
     return out
 
 
+def cumulative_nll(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Ordinal loss: mean binary log-loss of the cumulative events ``y > k`` under the softmax.
+
+    With ``p = softmax(z)`` over ``C`` ordered classes, ``P(y > k) = sum_{c > k} p_c`` for
+    ``k = 0 .. C - 2``; the loss of a sample is ``-(1 / (C - 1)) sum_k [1{y > k} log P(y > k)
+    + 1{y <= k} log P(y <= k)]``, computed with log-sum-exp. A prediction two grades off
+    costs more than one grade off, which the plain softmax log-loss does not know.
+
+    Parameters
+    ----------
+    z : Tensor (N, C), float
+        Logits of one task (``C >= 2``).
+    y : Tensor (N,), int
+        Class indices in ``0 .. C - 1`` (no ``MISSING``: mask those before).
+
+    Returns
+    -------
+    Tensor (N,), float32
+    """
+    C = z.shape[1]
+    if C < 2:
+        raise InputError(f"an ordinal loss needs at least two classes, got logits of shape {tuple(z.shape)}")
+    z = z.float()
+    log_total = torch.logsumexp(z, dim=1, keepdim=True)  # (N, 1)
+    # log P(y <= k) and log P(y > k) for k = 0 .. C-2: cumulative log-sum-exp from each end
+    log_low = torch.logcumsumexp(z, dim=1)[:, :-1] - log_total  # (N, C-1)
+    log_high = torch.logcumsumexp(z.flip(1), dim=1).flip(1)[:, 1:] - log_total  # (N, C-1)
+    above = y.view(-1, 1) > torch.arange(C - 1, device=z.device).view(1, -1)
+    return -torch.where(above, log_high, log_low).mean(dim=1)
+
+
 def multitask_loss(
     logits: Mapping[str, torch.Tensor],
     labels: torch.Tensor,
@@ -110,6 +141,7 @@ def multitask_loss(
     task_weights: Mapping[str, float] | None = None,
     tasks: Sequence[Task] = TASKS,
     check_labels: bool = True,
+    ordinal_tasks: Collection[str] = (),
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Sum over tasks of the (class-weighted) softmax log-loss, missing labels ignored.
 
@@ -127,6 +159,9 @@ def multitask_loss(
     check_labels : bool
         Check that every label is a class index or ``MISSING`` (one host synchronisation);
         False for labels checked once before (the training loop's sync-free path).
+    ordinal_tasks : collection of str
+        Tasks whose per-sample loss is the softmax log-loss plus :func:`cumulative_nll`
+        (weighted and averaged the same way).
 
     Returns
     -------
@@ -153,6 +188,9 @@ def multitask_loss(
     unknown = set(task_weights) - set(names)
     if unknown:
         raise InputError(f"task_weights has unknown tasks {sorted(unknown)}; the tasks are {names}")
+    unknown = set(ordinal_tasks) - set(names)
+    if unknown:
+        raise InputError(f"ordinal_tasks has unknown tasks {sorted(unknown)}; the tasks are {names}")
 
     if check_labels:
         n_classes = torch.tensor([t.n_classes for t in tasks], device=labels.device)
@@ -172,6 +210,8 @@ def multitask_loss(
         valid = y != MISSING
         y_safe = torch.where(valid, y, torch.zeros_like(y))
         nll = F.cross_entropy(z, y_safe, reduction="none")  # (N,)
+        if t.name in ordinal_tasks:
+            nll = nll + cumulative_nll(z, y_safe)
         if class_weights is None:
             w = valid.float()
         else:
