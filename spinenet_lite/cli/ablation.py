@@ -67,8 +67,10 @@ def run_ablation(args: argparse.Namespace) -> int:
         raise InputError(f"unknown recipe(s) {', '.join(bad)}; use {', '.join(ABLATION_RECIPES)}")
     start = time.perf_counter()
     discs = cached_discs(args.data_dir, source="midsag", cache_dir=args.cache_dir, progress=None)
-    space = cached_discs(args.data_dir, source="space", cache_dir=args.cache_dir, progress=None,
-                         pad="replicate")
+    space = None  # the T2 SPACE discs, centre slice replicated as a PNG's: only for the recipes that use them
+    if any(ABLATION_RECIPES[r].with_space for r in recipes):
+        space = cached_discs(args.data_dir, source="space", cache_dir=args.cache_dir, progress=None,
+                             pad="replicate")
     res = ablate(discs, space=space, tier=args.tier, seed=args.seed, recipes=recipes,
                  synthetic=args.synthetic, workers=args.workers, progress=None)
     syn = Path(args.synthetic) if args.synthetic is not None else synthetic_weights()

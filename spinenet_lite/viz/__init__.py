@@ -74,6 +74,12 @@ from .paper_figures import (  # noqa: I001
     network_figure,
     pipeline_figure,
 )
+from .real_recipes import (  # noqa: I001
+    REAL_COLUMNS,
+    plot_failures,
+    real_recipes_frame,
+    worst_failures,
+)
 from .train import (  # noqa: I001
     plot_balance_comparison,
     plot_history,
@@ -138,4 +144,8 @@ __all__ = [
     "averaging_frame",
     "RECIPE_COLUMNS",
     "shortcut_frame",
+    "REAL_COLUMNS",
+    "real_recipes_frame",
+    "worst_failures",
+    "plot_failures",
 ]
