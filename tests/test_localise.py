@@ -283,3 +283,25 @@ def test_score_localiser_refuses_a_folder_without_spider(tmp_path):
     from spinenet_lite.cli import main
 
     assert main(["score-localiser", "--spider-dir", str(tmp_path), "--no-results"]) == 2
+
+
+def test_score_localiser_writes_the_levels_beside_the_real_scan_recipes(tmp_path, monkeypatch):
+    import json
+
+    from spinenet_lite.cli import main
+    from spinenet_lite.localise import training
+
+    split = {part: {"mid_slice": {"level_accuracy": acc, "n_studies": 2}, "six_levels_mid": 1.0}
+             for part, acc in (("train", 0.9), ("val", 0.75), ("test", 1.0))}
+    monkeypatch.setattr(training, "score_levels",
+                        lambda *a, **k: {"spider": {"lowest_is_S1": split, "auto": split}})
+    monkeypatch.setenv("SPINENET_RESULTS_DIR", str(tmp_path))
+    # a recipes section written before must survive
+    (tmp_path / "spider_recipes_teaching.json").write_text(json.dumps(
+        {"experiment": "spider_recipes", "tier": "teaching", "config": {},
+         "results": {"baseline": {"pfirrmann": 0.5}}}))
+    assert main(["score-localiser"]) == 0
+    res = json.loads((tmp_path / "spider_recipes_teaching.json").read_text())["results"]
+    assert res["levels"] == {"train": 0.9, "val": 0.75, "test": 1.0}
+    assert res["baseline"] == {"pfirrmann": 0.5}
+    assert res["levels_details"]["tuned_on"] == "train" and res["levels_details"]["studies_flagged"] == 0

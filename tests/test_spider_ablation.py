@@ -91,6 +91,12 @@ def test_ablate_nested_selection_and_rows(discs, tiny_synthetic, ablation):  # n
     assert md.startswith("| row | pfirrmann |") and "Selected per outer fold" in md
     # the trees learn the phantom's Pfirrmann (nucleus brightness) from patients they never saw
     assert numbers["trees"]["pfirrmann"] > 0.3
+    levels, oof = sa.ablation_out_of_fold(res, discs.patients[0])
+    mine = np.flatnonzero(discs.patients == discs.patients[0])
+    np.testing.assert_array_equal(oof, np.asarray(res["rows"][res["ship"]]["out_of_fold"])[mine])
+    np.testing.assert_array_equal(levels, discs.levels[mine])
+    with pytest.raises(InputError, match="row"):
+        sa.ablation_out_of_fold(res, discs.patients[0], row="nothing")
     with pytest.raises(InputError, match="SPACE"):
         sa.ablate(discs, tier="ci", recipes=("with_space",), synthetic=tiny_synthetic)
     with pytest.raises(InputError, match="recipe"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import numpy as np
@@ -119,9 +120,28 @@ def run_score_localiser(args: argparse.Namespace) -> int:
     from ..localise.training import score_levels
 
     command = "spinenet-lite score-localiser" + (f" --weights {args.weights}" if args.weights else "")
+    t0 = time.perf_counter()
     res = score_levels(args.weights, args.spider_dir, results_tier=None if args.no_results else args.tier,
                        command=command)
     for rule, per_split in res["spider"].items():
         print(f"{rule}: " + ", ".join(f"{part} {r['mid_slice']['level_accuracy']:.1%}"
                                       for part, r in per_split.items()) + " (level accuracy, middle slice)")
+    if not args.no_results:
+        _write_levels_section(res, args.tier, command, time.perf_counter() - t0)
     return 0
+
+
+def _write_levels_section(res: dict, tier: str, command: str, wall_time_s: float) -> None:
+    """The level naming of the rule in use (``lowest="auto"``) as ``results.levels`` of
+    ``spider_recipes_<tier>.json``, beside the real-scan recipes: middle-slice level accuracy
+    per SPIDER split (the rule was chosen on ``train`` only), and the studies flagged (none:
+    no cross-check of the count from the lowest body exists yet)."""
+    from ..experiments.spider_baseline import write_recipes_section
+
+    auto = res["spider"]["auto"]
+    numbers = {part: float(r["mid_slice"]["level_accuracy"]) for part, r in auto.items()}
+    details = {"rule": "auto (the lowest body found on a real scan is L5)", "tuned_on": "train",
+               "per_split": auto, "studies_flagged": 0, "source": f"localiser_levels_{tier}.json",
+               "command": command}
+    write_recipes_section("levels", numbers, details, tier=tier, config={"rule": "auto", "command": command},
+                          seed=0, wall_time_s=wall_time_s)

@@ -49,6 +49,7 @@ __all__ = [
     "Recipe",
     "ablate",
     "ablation_markdown",
+    "ablation_out_of_fold",
     "fit_recipe",
     "inner_split",
     "ship_choice",
@@ -362,6 +363,22 @@ def ship_choice(result: Mapping[str, Any]) -> str:
     if not names:
         raise InputError("no trained recipe in this result: nothing to ship")
     return max(names, key=lambda r: float(np.mean(result["rows"][r]["inner"])))
+
+
+def ablation_out_of_fold(result: Mapping[str, Any], patient: str, row: str | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """One patient's outer out-of-fold predictions of one row (default: the shipped recipe).
+
+    ``result`` is :func:`ablate`'s dict (``results.recipes_details`` of the results file).
+    Returns ``(levels (D,) indices into LEVELS, labels (D, T) int16)`` as
+    :func:`~spinenet_lite.experiments.spider_grading.out_of_fold` does.
+    """
+    from .spider_grading import out_of_fold
+
+    row = result["ship"] if row is None else row
+    if row not in result["rows"]:
+        raise InputError(f"no row {row!r}; the rows are {', '.join(result['rows'])}")
+    return out_of_fold({"discs": result["discs"], "recipes": result["rows"]}, patient, recipe=row)
 
 
 def summary(result: Mapping[str, Any]) -> dict[str, dict[str, float]]:
