@@ -115,16 +115,17 @@ REGISTRY: dict[str, WeightsEntry] = {
             name="spinenet_real",
             filename="spinenet_real.pt",
             kind="grader",
-            sha256="76a4e2733582812b971d204782b83a6bd45dbff5989ff530330e7edad4c33af3",
+            sha256="c4714685e5e24264a5393ec6939424598cbe4f7f74e1ebdb59a075adde9443d8",
             description="the synthetic grader fine-tuned on the 30 SPIDER T2 SPACE patients (every slab)",
         ),
         WeightsEntry(
             name="spinenet_real_2d",
             filename="spinenet_real_2d.pt",
             kind="grader",
-            sha256="84af2a81f8c8803a5450b36c33cf3b40eda48f6448fbbe6b8377c403598ed226",
-            description="the synthetic grader fine-tuned on the SPIDER mid-sagittal T2 slices, each slice "
-                        "copied into all nine positions: the grader of one-slice studies (2D images)",
+            sha256="95b1de4ab275a999dd84cecb6a2d7be300fada4ff23c281f2e2ceecab23ce87c",
+            description="the synthetic grader fine-tuned on the SPIDER mid-sagittal T2 slices (and the T2 "
+                        "SPACE discs' centre slices), each slice copied into all nine positions, with the "
+                        "recipe spider-ablation's nested CV chose: the grader of one-slice studies (2D images)",
         ),
         WeightsEntry(
             name="localiser",

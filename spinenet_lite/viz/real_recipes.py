@@ -143,7 +143,7 @@ def plot_failures(volumes: np.ndarray, failures: Sequence[Mapping[str, Any]], ta
     classes = get_task(task).classes
     ncols = min(4, len(failures))
     nrows = int(np.ceil(len(failures) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.0 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.4 * nrows), squeeze=False)
     for ax, f in zip(axes.flat, failures):
         ax.imshow(np.asarray(volumes[f["index"]])[4], cmap="gray", vmin=0, vmax=255)
         ax.set_title(f"patient {f['patient']} {f['level']}\nSPIDER {classes[f['reference']]}, "
