@@ -125,7 +125,8 @@ REGISTRY: dict[str, WeightsEntry] = {
             sha256="95b1de4ab275a999dd84cecb6a2d7be300fada4ff23c281f2e2ceecab23ce87c",
             description="the synthetic grader fine-tuned on the SPIDER mid-sagittal T2 slices (and the T2 "
                         "SPACE discs' centre slices), each slice copied into all nine positions, with the "
-                        "recipe spider-ablation's nested CV chose: the grader of one-slice studies (2D images)",
+                        "recipe spider-ablation's nested CV chose: the grader of one-slice studies "
+                        "(2D images)",
         ),
         WeightsEntry(
             name="localiser",
