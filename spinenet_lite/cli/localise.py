@@ -134,14 +134,15 @@ def run_score_localiser(args: argparse.Namespace) -> int:
 def _write_levels_section(res: dict, tier: str, command: str, wall_time_s: float) -> None:
     """The level naming of the rule in use (``lowest="auto"``) as ``results.levels`` of
     ``spider_recipes_<tier>.json``, beside the real-scan recipes: middle-slice level accuracy
-    per SPIDER split (the rule was chosen on ``train`` only), and the studies flagged (none:
-    no cross-check of the count from the lowest body exists yet)."""
+    per SPIDER split (the rule was chosen on ``train`` only). No study is flagged or refused:
+    no cross-check of the count from the lowest body exists yet, and ``flagging`` says so."""
     from ..experiments.spider_baseline import write_recipes_section
 
     auto = res["spider"]["auto"]
     numbers = {part: float(r["mid_slice"]["level_accuracy"]) for part, r in auto.items()}
     details = {"rule": "auto (the lowest body found on a real scan is L5)", "tuned_on": "train",
-               "per_split": auto, "studies_flagged": 0, "source": f"localiser_levels_{tier}.json",
+               "per_split": auto, "flagging": "none: no cross-check of the level count exists yet",
+               "source": f"localiser_levels_{tier}.json",
                "command": command}
     write_recipes_section("levels", numbers, details, tier=tier, config={"rule": "auto", "command": command},
                           seed=0, wall_time_s=wall_time_s)
