@@ -198,23 +198,20 @@ def _job(a: tuple) -> dict[str, Any]:
     outer test (one process, one thread)."""
     import torch
 
-    discs, space, name, k, parts, tier, seed, synthetic, tta = a
+    discs, space, features, name, k, parts, tier, seed, synthetic, tta = a
     torch.set_num_threads(1)
     t0 = time.process_time()
     inner_train, inner_val, test = parts
-    if name == "trees":
-        from .spider_baseline import BASELINE_TIERS, _fit_predict, baseline_features
+    if name == "trees":  # the baseline's trees on the same inner-training discs, every disc's features
+        from .spider_baseline import BASELINE_TIERS, _fit_predict
         from .spider_discs import training_labels
 
-        idx = np.concatenate([inner_train, inner_val, test])
-        X = baseline_features(discs.subset(idx))
-        y_all = training_labels(discs.labels[idx], discs.narrowing_binary[idx])
-        n_tr, n_val = len(inner_train), len(inner_val)
-        tr, val, te = np.arange(n_tr), np.arange(n_tr, n_tr + n_val), np.arange(n_tr + n_val, len(idx))
-        both = np.concatenate([val, te])
-        trees = BASELINE_TIERS[tier]
-        pred = np.stack([_fit_predict(X, y_all[:, t].astype(np.int64), tr, both, trees, seed + k)
+        y_all = training_labels(discs.labels, discs.narrowing_binary)
+        both = np.concatenate([inner_val, test])
+        pred = np.stack([_fit_predict(features, y_all[:, t].astype(np.int64), inner_train, both,
+                                      BASELINE_TIERS[tier], seed + k)
                          for t in range(len(TASK_NAMES))], axis=1)
+        n_val = len(inner_val)
         return {"val": pred[:n_val], "test": pred[n_val:], "probs": None, "cpu_s": time.process_time() - t0}
     if name == "zero_shot":
         model = _synthetic(synthetic).eval()
@@ -293,7 +290,10 @@ def ablate(
         parts.append((train_idx[tr], train_idx[val], test))
     rows = ["zero_shot", "trees", *recipes]
     jobs = [(r, k) for r in rows for k in range(len(outer))]
-    args = [(discs, space, r, k, parts[k], tier, seed, synthetic, spec["tta"]) for r, k in jobs]
+    from .spider_baseline import baseline_features
+
+    features = baseline_features(discs)  # (N, F), once for the trees of every fold
+    args = [(discs, space, features, r, k, parts[k], tier, seed, synthetic, spec["tta"]) for r, k in jobs]
     t0 = time.perf_counter()
     bar = {"desc": "ablation jobs", "unit": "job", "total": len(args),
            "disable": None if progress is None else not progress}
